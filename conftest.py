@@ -1,0 +1,3 @@
+"""Root conftest: wires the synthgate plugin for this checkout."""
+
+pytest_plugins = ["synthgate.plugin"]

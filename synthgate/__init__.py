@@ -1,0 +1,3 @@
+"""synthgate: a pytest quality gate for releases of synthetic chest X-rays."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,357 @@
+"""The demo: a phantom 'world' of real data and recipes for releases that must pass or fail.
+
+``fixtures/demo/world.toml`` says how the real data is drawn (a generator-source
+site and a disjoint reference site, split by patient); each
+``fixtures/releases/NAME/recipe.toml`` says how a synthetic release is made from it
+and, for a defect release, which defect to plant and which check must block it.
+Everything is built deterministically into the cache (never into git), once per
+content of those files and of the code that draws the images.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import os
+import shutil
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+
+from synthgate import phantoms
+from synthgate.config import ConfigError, Table, read_toml
+
+RECIPE_NAME = "recipe.toml"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+@dataclass
+class Item:
+    """One image to be written: where, what pixels, which labels, which patient."""
+
+    path: str
+    pixels: np.ndarray
+    labels: dict[str, int]
+    patient_id: str
+    seed: int
+
+
+# --------------------------------------------------------------------------- world
+
+
+def _cohort_items(section: Table, size: int, seed: int, prefix: str) -> tuple[str, list[Item]]:
+    site = section.get("site", str, choices=phantoms.SITES)
+    specs = phantoms.sample_cohort(
+        site,
+        n_patients=section.get("patients", int),
+        images_per_patient=tuple(section.get_list("images_per_patient", int)),
+        seed=seed,
+        id_prefix=prefix,
+    )
+    items = [
+        Item(
+            path=f"images/{spec.patient_id}-{index:05d}.png",
+            pixels=phantoms.render_spec(spec, site=site, size=size),
+            labels={name: int(name in spec.findings) for name in phantoms.FINDINGS},
+            patient_id=spec.patient_id,
+            seed=spec.image_seed,
+        )
+        for index, spec in enumerate(specs)
+    ]
+    return site, items
+
+
+def write_collection(directory: Path, items: list[Item], with_patients: bool = True) -> None:
+    """Write images and a manifest (path, [patient_id], seed, one 0/1 column per class)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for item in items:
+        target = directory / item.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(item.pixels).save(target)
+    classes = list(items[0].labels)
+    with open(directory / "manifest.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", *(["patient_id"] if with_patients else []), "seed", *classes])
+        for item in items:
+            patient = [item.patient_id] if with_patients else []
+            writer.writerow([item.path, *patient, item.seed, *(item.labels[c] for c in classes)])
+
+
+def _split_by_patient(items: list[Item], test_fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
+    patients = sorted({item.patient_id for item in items})
+    rng = np.random.default_rng(seed)
+    test_patients = set(rng.choice(patients, size=round(len(patients) * test_fraction), replace=False))
+    return [i for i in items if i.patient_id not in test_patients], [i for i in items if i.patient_id in test_patients]
+
+
+# --------------------------------------------------------------------------- defects
+
+
+def _pick(items: list[Item], rng: np.random.Generator, count: int = 1) -> list[Item]:
+    return [items[i] for i in rng.choice(len(items), size=count, replace=False)]
+
+
+def _wrong_size(items, rng, params):
+    for item in _pick(items, rng, params.get("count", 2)):
+        item.pixels = np.asarray(Image.fromarray(item.pixels).resize((item.pixels.shape[1] + 8, item.pixels.shape[0] + 8)))
+
+
+def _blank(items, rng, params):
+    for k, item in enumerate(_pick(items, rng, params.get("count", 2))):
+        item.pixels = np.full_like(item.pixels, 100 + k)
+
+
+def _duplicates(items, rng, params):
+    for k, item in enumerate(_pick(items, rng, params.get("count", 2))):
+        items.append(Item(f"images/copy_{k}.png", item.pixels.copy(), dict(item.labels), item.patient_id, item.seed))
+
+
+def _unknown_label(items, rng, params):
+    column = params.get("column", "pneumothorax")
+    for item in items:
+        item.labels[column] = int(rng.random() < 0.2)
+
+
+def _drop_class(items, rng, params):
+    """Keep only ``keep`` positives of one class, so that it falls below its minimum count."""
+    name, keep = params.get("class", "effusion"), params.get("keep", 3)
+    positives = [item for item in items if item.labels[name]]
+    for item in positives[keep:]:
+        items.remove(item)
+
+
+ITEM_DEFECTS = {
+    "wrong-size": _wrong_size,
+    "blank": _blank,
+    "exact-duplicates": _duplicates,
+    "unknown-label": _unknown_label,
+    "class-below-minimum": _drop_class,
+}
+
+
+def _files(directory: Path, rng: np.random.Generator, count: int = 1) -> list[Path]:
+    images = sorted((directory / "images").glob("*.png"))
+    return [images[i] for i in rng.choice(len(images), size=count, replace=False)]
+
+
+def _corrupt(directory, rng, params):
+    for path in _files(directory, rng, params.get("count", 2)):
+        data = bytearray(path.read_bytes())
+        data[:64] = rng.integers(0, 256, size=64, dtype=np.uint8).tobytes()
+        path.write_bytes(bytes(data))
+
+
+def _truncate(directory, rng, params):
+    for path in _files(directory, rng, params.get("count", 2)):
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+
+
+def _rgb(directory, rng, params):
+    for path in _files(directory, rng, params.get("count", 2)):
+        Image.open(path).convert("RGB").save(path)
+
+
+def _sixteen_bit(directory, rng, params):
+    for path in _files(directory, rng, params.get("count", 2)):
+        pixels = np.asarray(Image.open(path)).astype(np.uint16) * 257
+        Image.fromarray(pixels).save(path)
+
+
+def _text_metadata(directory, rng, params):
+    for path in _files(directory, rng, params.get("count", 2)):
+        info = PngImagePlugin.PngInfo()
+        info.add_text("PatientName", "DOE^JANE")
+        Image.open(path).save(path, pnginfo=info)
+
+
+def _remove_files(directory, rng, params):
+    for path in _files(directory, rng, params.get("count", 3)):
+        path.unlink()
+
+
+def _extra_files(directory, rng, params):
+    for k, path in enumerate(_files(directory, rng, params.get("count", 3))):
+        Image.fromarray(np.asarray(Image.open(path))[::-1].copy()).save(directory / "images" / f"unlisted_{k}.png")
+
+
+def _rewrite_rows(directory: Path, rewrite) -> None:
+    manifest = directory / "manifest.csv"
+    with open(manifest, newline="") as handle:
+        rows = list(csv.reader(handle))
+    for row in rows[1:]:
+        row[0] = rewrite(row[0])
+    with open(manifest, "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+
+
+def _escape(directory, rng, params):
+    """Point manifest rows outside the release: via '../', an absolute path, or a symlink."""
+    how = params["how"]
+    outside = directory.parent.parent / "outside" / directory.name
+    outside.mkdir(parents=True, exist_ok=True)
+    for path in _files(directory, rng, params.get("count", 1)):
+        relative = path.relative_to(directory).as_posix()
+        target = outside / path.name
+        shutil.move(path, target)
+        if how == "symlink":
+            path.symlink_to(target)
+            continue
+        # An absolute path is never followed, wherever it points: a system file makes that plain.
+        new = os.path.relpath(target, directory) if how == "dotdot" else "/etc/passwd"
+        _rewrite_rows(directory, lambda p, old=relative, new=new: new if p == old else p)
+
+
+FILE_DEFECTS = {
+    "corrupt-file": _corrupt,
+    "truncated-file": _truncate,
+    "wrong-mode": _rgb,
+    "wrong-bit-depth": _sixteen_bit,
+    "text-metadata": _text_metadata,
+    "rows-without-files": _remove_files,
+    "files-without-rows": _extra_files,
+    "path-escape": _escape,
+}
+
+
+# --------------------------------------------------------------------------- building
+
+
+def fixtures_dir() -> Path:
+    """The repository's ``fixtures/`` (synthgate runs from a checkout)."""
+    return Path(os.environ.get("SYNTHGATE_FIXTURES", PACKAGE_DIR.parent / "fixtures"))
+
+
+def recipe_dirs() -> dict[str, Path]:
+    root = fixtures_dir() / "releases"
+    return {p.parent.name: p.parent for p in sorted(root.glob(f"*/{RECIPE_NAME}"))}
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def load_recipe(name: str) -> dict:
+    """A recipe with its ``base`` recipe merged in (one level of inheritance is all the demo needs)."""
+    path = recipe_dirs()[name] / RECIPE_NAME
+    recipe = read_toml(path)
+    base = recipe.pop("base", None)
+    if base is not None:
+        if base not in recipe_dirs():
+            raise ConfigError(path, "base", f"no recipe named {base!r}")
+        recipe = _merge(load_recipe(base), recipe)
+    return recipe
+
+
+def _fingerprint() -> str:
+    digest = hashlib.sha256()
+    for path in [fixtures_dir() / "demo" / "world.toml", *sorted(fixtures_dir().glob(f"releases/*/{RECIPE_NAME}"))]:
+        digest.update(path.as_posix().encode() + path.read_bytes())
+    for module in ("phantoms.py", "demo.py"):
+        digest.update((PACKAGE_DIR / module).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+
+
+def dump_toml(data: dict, prefix: str = "") -> str:
+    """Write nested tables as TOML (the stdlib reads TOML but does not write it)."""
+    scalars = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    lines = ([f"[{prefix}]"] if prefix and scalars else []) + scalars
+    for key, value in data.items():
+        if isinstance(value, dict):
+            lines += ["", dump_toml(value, f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key))]
+    return "\n".join(lines).strip() + "\n"
+
+
+def _build_release(world: Path, name: str, recipe: dict, size: int, rng_seed: int) -> None:
+    target = world / "releases" / name
+    synthesis = Table(recipe.get("synthesis", {}), recipe_dirs()[name] / RECIPE_NAME, "synthesis")
+    seed = synthesis.get("seed", int)
+    _, items = _cohort_items(synthesis, size, seed, prefix="synthetic")
+    synthesis.finish()
+    defect = recipe.get("defect")
+    rng = np.random.default_rng(rng_seed)
+    if defect and defect["kind"] in ITEM_DEFECTS:
+        ITEM_DEFECTS[defect["kind"]](items, rng, defect)
+    write_collection(target, items, with_patients=False)
+    if defect and defect["kind"] in FILE_DEFECTS:
+        FILE_DEFECTS[defect["kind"]](target, rng, defect)
+    (target / "release.toml").write_text(
+        f"# Built by `synthgate demo` from fixtures/releases/{name}/recipe.toml; do not edit.\n"
+        + dump_toml(_merge(recipe["release"], {"release": {"name": name}}))
+    )
+
+
+def build_world(cache_dir: Path) -> Path:
+    """Build (once) the demo world and every recipe's release; return the world folder."""
+    fingerprint = _fingerprint()
+    world = Path(cache_dir) / "demo" / fingerprint
+    if (world / ".complete").exists():
+        return world
+    world.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{fingerprint}-", dir=world.parent))
+    try:
+        _build_into(staging)
+        (staging / ".complete").write_text(fingerprint + "\n")
+        try:
+            os.replace(staging, world)
+        except OSError:  # another process finished first: its build is identical
+            if not (world / ".complete").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return world
+
+
+def _build_into(world: Path) -> None:
+    spec_file = fixtures_dir() / "demo" / "world.toml"
+    spec = Table(read_toml(spec_file), spec_file)
+    seed, size = spec.get("seed", int), spec.get("image_size", int)
+
+    source = spec.table("generator_source")
+    _, source_items = _cohort_items(source, size, seed, prefix="source")
+    write_collection(world / "source", source_items)
+    source.get("dataset", str)
+    source.finish()
+
+    reference = spec.table("reference")
+    _, reference_items = _cohort_items(reference, size, seed + 1, prefix="ref")
+    train, test = _split_by_patient(reference_items, reference.get("test_fraction", float), seed)
+    reference.get("dataset", str)
+    reference.finish()
+    spec.finish()
+    write_collection(world / "reference" / "train", train)
+    write_collection(world / "reference" / "test", test)
+
+    for index, name in enumerate(recipe_dirs()):
+        _build_release(world, name, load_recipe(name), size, seed + 100 + index)
+
+
+def expected_outcome(name: str) -> dict:
+    """The recipe's ``[expect]`` table: ``cleared = true`` or ``blocked_by = [test names]``."""
+    return load_recipe(name).get("expect", {})

@@ -1,0 +1,371 @@
+"""Feature-space comparisons of real and synthetic images.
+
+Inputs are feature matrices of shape (n, d) (e.g. d = 1024 DenseNet features).
+Neighbour searches go through ``pairwise_sq_dists_chunked``, which works on
+blocks of at most ``chunk x chunk`` distances, so 100k x 100k comparisons fit on
+a GPU and a few thousand run comfortably on CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import confusion_matrix
+from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from synthgate.metrics import Estimate, MeanStd, bootstrap_metrics
+
+METRICS = ("euclidean", "cosine")
+
+
+def _features(x, name: str, keep_float_dtype: bool = False) -> np.ndarray:
+    """Validated (n, d) float array; ``keep_float_dtype`` avoids doubling big float32 inputs."""
+    a = np.asarray(x)
+    if not (keep_float_dtype and np.issubdtype(a.dtype, np.floating)):
+        a = a.astype(np.float64)
+    if a.ndim != 2 or len(a) == 0:
+        raise ValueError(f"{name} must be a non-empty (n, d) array, got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return a
+
+
+# --------------------------------------------------------------------------- FD / KID
+
+
+def frechet_distance_from_stats(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+    """Fréchet distance between Gaussians N(mu1, sigma1) and N(mu2, sigma2).
+
+    ``sqrtm`` of a product of singular covariances (fewer samples than
+    dimensions) can fail; then ``eps * I`` is added to both, as in pytorch-fid.
+    """
+    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
+    sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
+    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+    if not np.isfinite(covmean).all():
+        offset = np.eye(len(sigma1)) * eps
+        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    diff = mu1 - mu2
+    fd = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(np.real(covmean))
+    return max(float(fd), 0.0)  # clip rounding noise below the true minimum of 0
+
+
+def frechet_distance(x, y, eps: float = 1e-6) -> float:
+    """Fréchet (FID-style) distance between Gaussian fits of two feature sets."""
+    x, y = _features(x, "x"), _features(y, "y")
+    if len(x) < 2 or len(y) < 2:
+        raise ValueError("frechet_distance needs at least two samples per set")
+    return frechet_distance_from_stats(x.mean(0), np.cov(x, rowvar=False),
+                                       y.mean(0), np.cov(y, rowvar=False), eps)
+
+
+def kid(x, y, subsets: int = 50, subset_size: int = 1000, seed: int = 0) -> MeanStd:
+    """Kernel Inception Distance: unbiased MMD^2 with k(a, b) = (a.b / d + 1)^3.
+
+    Averaged over ``subsets`` random subsets drawn without replacement (size
+    capped by the smaller set); std uses ddof=0 as torch-fidelity does.  Unlike
+    FD it is unbiased, so it can be compared across sample sizes and may be < 0.
+    """
+    x, y = _features(x, "x"), _features(y, "y")
+    d = x.shape[1]
+    m = min(subset_size, len(x), len(y))
+    if m < 2:
+        raise ValueError("kid needs subsets of at least two samples")
+    rng = np.random.default_rng(seed)
+    mmds = np.empty(subsets)
+    for i in range(subsets):
+        a = x[rng.choice(len(x), m, replace=False)]
+        b = y[rng.choice(len(y), m, replace=False)]
+        k_aa = (a @ a.T / d + 1) ** 3
+        k_bb = (b @ b.T / d + 1) ** 3
+        k_ab = (a @ b.T / d + 1) ** 3
+        mmds[i] = ((k_aa.sum() - np.trace(k_aa)) / (m * (m - 1))
+                   + (k_bb.sum() - np.trace(k_bb)) / (m * (m - 1))
+                   - 2 * k_ab.mean())
+    return MeanStd(float(mmds.mean()), float(mmds.std()))
+
+
+# --------------------------------------------------------------------------- neighbours
+
+
+def _device_dtype(device, dtype: torch.dtype | None = None) -> tuple[torch.device, torch.dtype]:
+    """CUDA when available unless told otherwise; float64 on CPU, float32 on CUDA."""
+    dev = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
+    if dtype is None:
+        dtype = torch.float32 if dev.type == "cuda" else torch.float64
+    return dev, dtype
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def pairwise_sq_dists_chunked(x, y, chunk: int = 4096, device=None,
+                              dtype: torch.dtype | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """Yield ``(i0, j0, block)`` with ``block[a, b] = |x[i0+a] - y[j0+b]|^2``.
+
+    Blocks come row-block by row-block, columns in order, each at most
+    ``chunk x chunk``; the full n x m matrix never exists.  Uses
+    |x|^2 + |y|^2 - 2 x.y (one matmul per block), clamped at 0.  ``dtype``
+    defaults to float64 on CPU (exact enough to compare with numpy) and float32
+    on CUDA (speed).
+    """
+    dev, dtype = _device_dtype(device, dtype)
+    xt = torch.as_tensor(np.asarray(x), dtype=dtype, device=dev)
+    yt = torch.as_tensor(np.asarray(y), dtype=dtype, device=dev)
+    if xt.ndim != 2 or yt.ndim != 2 or xt.shape[1] != yt.shape[1]:
+        raise ValueError(f"expected (n, d) and (m, d) arrays, got {tuple(xt.shape)} and {tuple(yt.shape)}")
+    y_sq = (yt * yt).sum(1)
+    for i0 in range(0, len(xt), chunk):
+        xb = xt[i0:i0 + chunk]
+        x_sq = (xb * xb).sum(1, keepdim=True)
+        for j0 in range(0, len(yt), chunk):
+            block = x_sq + y_sq[j0:j0 + chunk] - 2 * (xb @ yt[j0:j0 + chunk].T)
+            yield i0, j0, block.clamp_(min=0)
+
+
+def _knn_sq(q: np.ndarray, r: np.ndarray, k: int, chunk: int, device,
+            exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Squared-distance k-NN, merging per-block top-k into a running top-k."""
+    if exclude_self and len(q) != len(r):
+        raise ValueError("exclude_self needs query and reference to be the same set")
+    available = len(r) - int(exclude_self)
+    if not 1 <= k <= available:
+        raise ValueError(f"k={k} must be between 1 and {available}")
+    out_d, out_i = [], []
+    best_d = best_i = None
+    for i0, j0, block in pairwise_sq_dists_chunked(q, r, chunk, device):
+        if exclude_self:
+            rows = torch.arange(i0, i0 + len(block), device=block.device)
+            own = (rows >= j0) & (rows < j0 + block.shape[1])
+            block[own.nonzero().squeeze(1), rows[own] - j0] = torch.inf
+        d, i = torch.topk(block, min(k, block.shape[1]), dim=1, largest=False)
+        i += j0
+        if j0 == 0:
+            best_d, best_i = d, i
+        else:
+            cat_d = torch.cat([best_d, d], 1)
+            best_d, pos = torch.topk(cat_d, min(k, cat_d.shape[1]), dim=1, largest=False)
+            best_i = torch.cat([best_i, i], 1).gather(1, pos)
+        if j0 + block.shape[1] == len(r):
+            out_d.append(best_d.cpu())
+            out_i.append(best_i.cpu())
+    return torch.cat(out_d).double().numpy(), torch.cat(out_i).numpy()
+
+
+def knn(query, reference, k: int, chunk: int = 4096, device=None, exclude_self: bool = False,
+        metric: str = "euclidean") -> tuple[np.ndarray, np.ndarray]:
+    """k nearest references of each query row: ``(distances, indices)``, both (n, k).
+
+    Sorted nearest first.  ``metric="euclidean"`` gives L2 distances;
+    ``"cosine"`` gives cosine distances 1 - cos(q, r).  ``exclude_self`` (query
+    is reference) skips each item's own index, not other exact duplicates.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose from {METRICS}")
+    q = _features(query, "query", keep_float_dtype=True)
+    r = _features(reference, "reference", keep_float_dtype=True)
+    if metric == "cosine":
+        q, r = _normalise(q), _normalise(r)
+    sq, idx = _knn_sq(q, r, k, chunk, device, exclude_self)
+    dist = sq / 2 if metric == "cosine" else np.sqrt(sq)  # unit vectors: |a-b|^2 = 2 - 2cos
+    return dist, idx
+
+
+def prdc(real, fake, k: int = 5, chunk: int = 4096, device=None) -> dict[str, float]:
+    """Precision, recall, density and coverage (Naeem et al. 2020), Euclidean.
+
+    Precision: share of fakes inside some real k-NN ball (fidelity); recall:
+    share of reals inside some fake ball (diversity); density counts ball
+    memberships (robust to real outliers); coverage: share of real balls that
+    contain a fake.  Balls are open, as in the reference implementation.
+    """
+    real = _features(real, "real", keep_float_dtype=True)
+    fake = _features(fake, "fake", keep_float_dtype=True)
+    dev, dtype = _device_dtype(device)
+    r_radius_sq = torch.as_tensor(_knn_sq(real, real, k, chunk, dev, True)[0][:, -1], dtype=dtype, device=dev)
+    f_radius_sq = torch.as_tensor(_knn_sq(fake, fake, k, chunk, dev, True)[0][:, -1], dtype=dtype, device=dev)
+    in_real_ball = torch.zeros(len(fake), dtype=torch.bool, device=dev)
+    ball_count = torch.zeros(len(fake), dtype=torch.float64, device=dev)
+    in_fake_ball = torch.zeros(len(real), dtype=torch.bool, device=dev)
+    nearest_fake = torch.full((len(real),), torch.inf, dtype=dtype, device=dev)
+    for i0, j0, block in pairwise_sq_dists_chunked(fake, real, chunk, dev):  # rows: fakes
+        rows, cols = slice(i0, i0 + block.shape[0]), slice(j0, j0 + block.shape[1])
+        inside_real = block < r_radius_sq[cols]
+        in_real_ball[rows] |= inside_real.any(1)
+        ball_count[rows] += inside_real.sum(1)
+        in_fake_ball[cols] |= (block < f_radius_sq[rows, None]).any(0)
+        nearest_fake[cols] = torch.minimum(nearest_fake[cols], block.min(0).values)
+    return {
+        "precision": in_real_ball.double().mean().item(),
+        "recall": in_fake_ball.double().mean().item(),
+        "density": ball_count.sum().item() / (k * len(fake)),
+        "coverage": (nearest_fake < r_radius_sq).double().mean().item(),
+    }
+
+
+# --------------------------------------------------------------------------- classifier tests
+
+
+@dataclass(frozen=True)
+class Detectability:
+    """Out-of-fold real-vs-fake classifier result; AUROC near 0.5 = indistinguishable."""
+
+    auroc: Estimate
+    scores: np.ndarray  # out-of-fold P(fake), real rows first, then fake rows
+    labels: np.ndarray  # 0 = real, 1 = fake
+
+
+@dataclass(frozen=True)
+class SourceIdentifiability:
+    """Out-of-fold multi-class result: how well each source can be told apart."""
+
+    sources: list[str]
+    auroc: dict[str, Estimate]  # one-vs-rest, per source
+    confusion: np.ndarray  # rows: true source, columns: predicted, in ``sources`` order
+    scores: np.ndarray  # out-of-fold class probabilities, (n, n_sources)
+    labels: np.ndarray  # index into ``sources``
+
+
+def _classifier(seed: int):
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+
+
+def _groups(groups, n: int, name: str) -> np.ndarray:
+    """Group labels as strings; ``None`` makes every image its own group."""
+    if groups is None:
+        return np.array([f"{name}#{i}" for i in range(n)])
+    g = np.asarray(groups).astype(str)
+    if g.shape != (n,):
+        raise ValueError(f"groups for {name} must have shape ({n},), got {g.shape}")
+    return g
+
+
+def _out_of_fold_proba(x, labels, groups, n_splits: int, seed: int) -> np.ndarray:
+    cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return cross_val_predict(_classifier(seed), x, labels, groups=groups, cv=cv, method="predict_proba")
+
+
+def detectability_auroc(real, fake, groups_real, groups_fake, n_splits: int = 5, seed: int = 0,
+                        n_boot: int = 1000) -> Detectability:
+    """Classifier two-sample test: can standardised logistic regression tell fake from real?
+
+    Folds are grouped (StratifiedGroupKFold) so no patient/group is in both the
+    training and the test fold; otherwise the classifier could recognise
+    patients rather than synthesis artefacts.  Equal group labels across the two
+    sets are one group (e.g. a synthetic image generated from that patient).
+    The CI resamples images, not groups, so it is optimistic when groups are large.
+    """
+    real, fake = _features(real, "real"), _features(fake, "fake")
+    x = np.vstack([real, fake])
+    labels = np.r_[np.zeros(len(real), int), np.ones(len(fake), int)]
+    groups = np.r_[_groups(groups_real, len(real), "real"), _groups(groups_fake, len(fake), "fake")]
+    scores = _out_of_fold_proba(x, labels, groups, n_splits, seed)[:, 1]
+    auroc = bootstrap_metrics(labels, scores, 0.5, n_boot=n_boot, seed=seed)["auroc"]
+    return Detectability(auroc, scores, labels)
+
+
+def source_identifiability(features_by_source: dict[str, np.ndarray],
+                           groups_by_source: dict[str, np.ndarray] | None = None,
+                           n_splits: int = 5, seed: int = 0, n_boot: int = 1000) -> SourceIdentifiability:
+    """Multi-class version of ``detectability_auroc`` (e.g. real vs several generators).
+
+    Multinomial logistic regression with grouped out-of-fold predictions;
+    reports one-vs-rest AUROC per source and the confusion matrix.
+    """
+    sources = list(features_by_source)
+    if len(sources) < 2:
+        raise ValueError("source_identifiability needs at least two sources")
+    groups_by_source = groups_by_source or {}
+    feats = [_features(features_by_source[s], s) for s in sources]
+    x = np.vstack(feats)
+    labels = np.concatenate([np.full(len(f), c) for c, f in enumerate(feats)])
+    groups = np.concatenate([_groups(groups_by_source.get(s), len(f), s) for s, f in zip(sources, feats)])
+    proba = _out_of_fold_proba(x, labels, groups, n_splits, seed)
+    auroc = {s: bootstrap_metrics(labels == c, proba[:, c], 0.5, n_boot=n_boot, seed=seed)["auroc"]
+             for c, s in enumerate(sources)}
+    confusion = confusion_matrix(labels, proba.argmax(1), labels=range(len(sources)))
+    return SourceIdentifiability(sources, auroc, confusion, proba, labels)
+
+
+# --------------------------------------------------------------------------- memorisation / diversity
+
+
+def nearest_neighbour_similarity(fake, reference, metric: str = "cosine", chunk: int = 4096,
+                                 device=None) -> tuple[np.ndarray, np.ndarray]:
+    """For each fake, the index of its closest reference (e.g. training) item and the similarity.
+
+    Similarity is cosine similarity for ``"cosine"`` and minus the L2 distance
+    for ``"euclidean"``, so higher always means closer (a memorisation suspect).
+    """
+    dist, idx = knn(fake, reference, 1, chunk, device, metric=metric)
+    sim = 1 - dist[:, 0] if metric == "cosine" else -dist[:, 0]
+    return idx[:, 0], sim
+
+
+def pixel_correlation(a_imgs, b_imgs, size: int = 32) -> np.ndarray:
+    """Pearson correlation between pairs ``a_imgs[i]``, ``b_imgs[i]`` after area downsampling.
+
+    Downsampling to ``size x size`` ignores noise and texture so that a high
+    value means the same anatomy and layout (a copied training image).  Inputs
+    are uint8 (n, h, w); sizes may differ between the sets.  Constant images
+    give NaN.
+    """
+    a, b = np.asarray(a_imgs), np.asarray(b_imgs)
+    if a.ndim != 3 or b.ndim != 3 or len(a) != len(b) or len(a) == 0:
+        raise ValueError(f"expected two non-empty (n, h, w) image stacks of equal n, got {a.shape} and {b.shape}")
+
+    def small(imgs: np.ndarray, batch: int = 64) -> np.ndarray:  # batches bound full-size float copies
+        return np.concatenate([
+            torch.nn.functional.interpolate(torch.as_tensor(imgs[i:i + batch], dtype=torch.float64)[:, None],
+                                            size=(size, size), mode="area").flatten(1).numpy()
+            for i in range(0, len(imgs), batch)])
+
+    sa, sb = small(a), small(b)
+    sa -= sa.mean(1, keepdims=True)
+    sb -= sb.mean(1, keepdims=True)
+    denom = np.linalg.norm(sa, axis=1) * np.linalg.norm(sb, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (sa * sb).sum(1) / denom, np.nan)
+
+
+def within_set_similarity(x, k: int = 1, chunk: int = 4096, device=None) -> np.ndarray:
+    """Cosine similarity of each item to its k-th nearest *other* item in the same set.
+
+    Values near 1 across a synthetic set indicate mode collapse / low diversity.
+    """
+    dist, _ = knn(x, x, k, chunk, device, exclude_self=True, metric="cosine")
+    return 1 - dist[:, -1]
+
+
+def near_duplicate_clusters(x, threshold: float, k: int = 10, chunk: int = 4096,
+                            device=None) -> list[np.ndarray]:
+    """Groups of items linked by cosine similarity >= ``threshold``, largest first.
+
+    Edges come from each item's ``k`` nearest neighbours (bounded memory even
+    for a collapsed set), so a link is missed only when both ends have ``k``
+    closer near-duplicates.  Connected components over those edges; singletons
+    are omitted.
+    """
+    n = len(x)
+    k = min(k, n - 1)
+    if k < 1:
+        return []
+    dist, idx = knn(x, x, k, chunk, device, exclude_self=True, metric="cosine")
+    keep = 1 - dist >= threshold
+    rows = np.repeat(np.arange(n), k)[keep.ravel()]
+    graph = coo_matrix((np.ones(len(rows)), (rows, idx[keep])), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    order = np.argsort(comp, kind="stable")
+    clusters = np.split(order, np.flatnonzero(np.diff(comp[order])) + 1)
+    return sorted((c for c in clusters if len(c) > 1), key=lambda c: (-len(c), c[0]))
