@@ -56,7 +56,9 @@ class Table:
         self._known.add(key)
         if key not in self.data:
             if default is ...:
-                raise self.error(key, "required key is missing")
+                close = difflib.get_close_matches(key, [k for k in self.data if k not in self._known], n=1)
+                hint = f" ('{close[0]}' is not a known key: misspelled?)" if close else ""
+                raise self.error(key, f"required key is missing{hint}")
             return default
         value = self.data[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)

@@ -180,14 +180,23 @@ def _extra_files(directory, rng, params):
         Image.fromarray(np.asarray(Image.open(path))[::-1].copy()).save(directory / "images" / f"unlisted_{k}.png")
 
 
-def _rewrite_rows(directory: Path, rewrite) -> None:
-    manifest = directory / "manifest.csv"
+def _rewrite_path(directory: Path, old: str, new: str) -> None:
+    rows = _read_rows(directory / "manifest.csv")
+    for row in rows:
+        row["path"] = new if row["path"] == old else row["path"]
+    _write_rows(directory / "manifest.csv", rows)
+
+
+def _read_rows(manifest: Path) -> list[dict]:
     with open(manifest, newline="") as handle:
-        rows = list(csv.reader(handle))
-    for row in rows[1:]:
-        row[0] = rewrite(row[0])
+        return list(csv.DictReader(handle))
+
+
+def _write_rows(manifest: Path, rows: list[dict]) -> None:
     with open(manifest, "w", newline="") as handle:
-        csv.writer(handle).writerows(rows)
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _escape(directory, rng, params):
@@ -204,10 +213,44 @@ def _escape(directory, rng, params):
             continue
         # An absolute path is never followed, wherever it points: a system file makes that plain.
         new = os.path.relpath(target, directory) if how == "dotdot" else "/etc/passwd"
-        _rewrite_rows(directory, lambda p, old=relative, new=new: new if p == old else p)
+        _rewrite_path(directory, relative, new)
+
+
+def _reference_variant(directory: Path, rng, params):
+    """A copy of the reference test split that leaks: train patients, or train images, inside it."""
+    world = directory.parent.parent
+    variant = world / "variants" / directory.name / "test"
+    shutil.copytree(world / "reference" / "test", variant)
+    train_rows = _read_rows(world / "reference" / "train" / "manifest.csv")
+    rows = _read_rows(variant / "manifest.csv")
+    chosen = [train_rows[i] for i in rng.choice(len(train_rows), size=params.get("count", 3), replace=False)]
+    if params["leak"] == "patients":  # other images, but of patients who are in train
+        for row, train_row in zip(rows, chosen):
+            row["patient_id"] = train_row["patient_id"]
+    else:  # the very same files, under new patient ids
+        for k, train_row in enumerate(chosen):
+            name = f"images/leaked-{k}.png"
+            shutil.copyfile(world / "reference" / "train" / train_row["path"], variant / name)
+            rows.append({**train_row, "path": name, "patient_id": f"leaked-{k}"})
+    _write_rows(variant / "manifest.csv", rows)
+
+
+def _test_images_in_release(directory: Path, rng, params):
+    """Deliver a few reference test images as if they were synthetic."""
+    world = directory.parent.parent
+    test_rows = _read_rows(world / "reference" / "test" / "manifest.csv")
+    rows = _read_rows(directory / "manifest.csv")
+    for k in rng.choice(len(test_rows), size=params.get("count", 4), replace=False):
+        source = test_rows[k]
+        name = f"images/from-test-{k}.png"
+        shutil.copyfile(world / "reference" / "test" / source["path"], directory / name)
+        rows.append({column: source.get(column, "0") for column in rows[0]} | {"path": name})
+    _write_rows(directory / "manifest.csv", rows)
 
 
 FILE_DEFECTS = {
+    "reference-overlap": _reference_variant,
+    "test-images-in-release": _test_images_in_release,
     "corrupt-file": _corrupt,
     "truncated-file": _truncate,
     "wrong-mode": _rgb,

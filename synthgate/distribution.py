@@ -24,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 
 from synthgate.metrics import Estimate, MeanStd, bootstrap_metrics
 
-METRICS = ("euclidean", "cosine")
+DISTANCE_METRICS = ("euclidean", "cosine")
 
 
 def _features(x, name: str, keep_float_dtype: bool = False) -> np.ndarray:
@@ -171,8 +171,8 @@ def knn(query, reference, k: int, chunk: int = 4096, device=None, exclude_self: 
     ``"cosine"`` gives cosine distances 1 - cos(q, r).  ``exclude_self`` (query
     is reference) skips each item's own index, not other exact duplicates.
     """
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose from {METRICS}")
+    if metric not in DISTANCE_METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose from {DISTANCE_METRICS}")
     q = _features(query, "query", keep_float_dtype=True)
     r = _features(reference, "reference", keep_float_dtype=True)
     if metric == "cosine":
@@ -217,7 +217,7 @@ def prdc(real, fake, k: int = 5, chunk: int = 4096, device=None) -> dict[str, fl
 # --------------------------------------------------------------------------- classifier tests
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays inside: compare fields explicitly
 class Detectability:
     """Out-of-fold real-vs-fake classifier result; AUROC near 0.5 = indistinguishable."""
 
@@ -226,7 +226,7 @@ class Detectability:
     labels: np.ndarray  # 0 = real, 1 = fake
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SourceIdentifiability:
     """Out-of-fold multi-class result: how well each source can be told apart."""
 
@@ -281,7 +281,8 @@ def source_identifiability(features_by_source: dict[str, np.ndarray],
     """Multi-class version of ``detectability_auroc`` (e.g. real vs several generators).
 
     Multinomial logistic regression with grouped out-of-fold predictions;
-    reports one-vs-rest AUROC per source and the confusion matrix.
+    reports one-vs-rest AUROC per source and the confusion matrix.  A source
+    missing from ``groups_by_source`` has every image as its own group.
     """
     sources = list(features_by_source)
     if len(sources) < 2:

@@ -47,13 +47,16 @@ class Estimate:
 
 
 class MeanStd(NamedTuple):
-    """Mean and standard deviation; a tuple so it unpacks as ``mean, std``."""
+    """Mean and standard deviation; a tuple so it unpacks as ``mean, std``.
+
+    Printed with significant digits, since KID values are often ~1e-3.
+    """
 
     mean: float
     std: float
 
     def __str__(self) -> str:
-        return f"{self.mean:.3f} ± {self.std:.3f}"
+        return f"{self.mean:.4g} ± {self.std:.2g}"
 
 
 def _as_binary(y_true) -> np.ndarray:

@@ -11,19 +11,19 @@ Everything is drawn in continuous normalised coordinates (``u`` to image-right,
 heart bulges to image-right.
 
 Random draws come from independent streams so that a finding changes only the
-finding: the patient stream (persistent anatomy, from ``patient_seed``), the
-acquisition stream (positioning, exposure, texture, pixel noise) and the
-finding stream (where and how large each finding would be) are all drawn in a
+finding: the patient streams (persistent anatomy, and where / how large each
+finding would be, from ``patient_seed``) and the acquisition stream
+(positioning, exposure, texture, pixel noise, from ``seed``) are drawn in a
 fixed order whatever findings are asked for. Rendering the same seed with and
-without a finding therefore gives the same base image.
+without a finding therefore gives the same base image, and a patient's repeat
+films show the same mass, effusion or heart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-
 import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,7 +39,8 @@ __all__ = [
 
 FINDINGS: tuple[str, ...] = ("soft tissue mass", "effusion", "cardiomegaly")
 
-_PATIENT_STREAM = 0x5EED_0001  # mixed into patient seeds so they never alias image seeds
+# Mixed into seeds so the patient, finding and cohort streams never alias the image stream.
+_PATIENT_STREAM, _FINDING_STREAM, _COHORT_STREAM = 0x5EED_0001, 0x5EED_0002, 0x5EED_0003
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class Site:
     )
 
     def __post_init__(self) -> None:
+        if isinstance(self.prevalence, Mapping):  # accept {"effusion": 0.3, ...} too; store hashable
+            object.__setattr__(self, "prevalence", tuple(self.prevalence.items()))
         for name, p in self.prevalence:
             if name not in FINDINGS:
                 raise ValueError(f"site {self.name!r}: unknown finding {name!r}; known: {FINDINGS}")
@@ -86,8 +89,9 @@ class Site:
 SITES: dict[str, Site] = {
     # Generator-source site in the demo: darker, noisier, looser positioning.
     "site-a": Site(name="site-a"),
-    # Disjoint reference site: brighter, cleaner, higher-contrast detector,
-    # patients placed lower and larger on the film, slightly larger patients.
+    # Disjoint reference site: brighter (higher exposure, gamma < 1), much less
+    # noise, tighter positioning with the patient lower and smaller on the
+    # film, slightly larger patients, a different case mix.
     "site-b": Site(
         name="site-b",
         exposure=0.14,
@@ -155,16 +159,6 @@ def _interp_matrix(coords: np.ndarray, n: int, lo: float = -1.4, hi: float = 1.4
     return m
 
 
-def _smooth_field(grid: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
-    """Separable upsampling of a coarse random grid onto axis coordinates.
-
-    Why: a size-independent low-frequency texture (same look at 64 and 512 px)
-    for the price of two small matrix products.
-    """
-    n = grid.shape[0]
-    return _interp_matrix(cy, n) @ grid @ _interp_matrix(cx, n).T
-
-
 def _check_findings(findings: Iterable[str]) -> frozenset[str]:
     if isinstance(findings, str):  # a bare string would iterate per character
         findings = [findings]
@@ -206,8 +200,8 @@ def _draw_patient(rng: np.random.Generator, site: Site) -> dict:
         "lung_v": 0.25 + 0.02 * z[4],
         "dome_r": 0.29 + 0.025 * z[5],  # right hemidiaphragm (image-left) sits higher
         "dome_l": 0.35 + 0.025 * z[6],
-        "ctr": min(max(0.42 + 0.02 * z[7], 0.37, 0.0), 0.47),  # normal cardiothoracic ratio
-        "heart_tilt": 0.45 + 0.06 * z[8],
+        "ctr": min(max(0.42 + 0.02 * z[7], 0.37), 0.47),  # normal cardiothoracic ratio
+        "heart_tilt": 0.30 + 0.05 * z[8],
         "medi_w": 0.11 + 0.008 * z[9],
         "rib_phase": 0.5 + 0.15 * z[10],
         "rib_spacing": 0.135 + 0.006 * z[11],
@@ -231,22 +225,144 @@ def _draw_acquisition(rng: np.random.Generator, site: Site, size: int) -> dict:
 
 
 def _draw_findings(rng: np.random.Generator) -> dict:
-    """Appearance each finding would have if present (always drawn, so the base image never moves)."""
+    """Appearance each finding would have if present.
+
+    Always drawn, so the base image never moves; drawn per patient, so a
+    patient's repeat films show the same mass / effusion / heart.
+    """
     return {
         "mass_side": int(rng.integers(2)),
         "mass_lat": float(rng.uniform(-0.10, 0.14)),  # + towards the chest wall, from the lung centre
-        "mass_v": float(rng.uniform(-0.45, 0.05)),
-        "mass_r": float(rng.uniform(0.13, 0.20)),  # normalised: >= 6.5 % of the image width
-        "mass_c": float(rng.uniform(0.17, 0.28)),
+        "mass_v": float(rng.uniform(-0.45, 0.0)),
+        "mass_r": float(rng.uniform(0.14, 0.21)),  # image half-width = 1: >= 6 % of the width
+        "mass_c": float(rng.uniform(0.24, 0.36)),
         "eff_sides": int(rng.choice(3, p=[0.35, 0.35, 0.30])),  # right, left, both
-        "eff_height": [float(t) for t in rng.uniform(0.06, 0.22, size=2)],  # above the dome, medially
-        "eff_meniscus": [float(t) for t in rng.uniform(0.12, 0.22, size=2)],  # rise along the chest wall
-        "cm_factor": float(rng.uniform(1.38, 1.60)),
+        "eff_height": [float(t) for t in rng.uniform(0.12, 0.30, size=2)],  # above the dome, medially
+        "eff_meniscus": [float(t) for t in rng.uniform(0.10, 0.20, size=2)],  # rise along the chest wall
+        "cm_ctr": float(rng.uniform(0.55, 0.63)),
     }
 
 
 # ----------------------------------------------------------------------------
 # rendering
+
+# Pixels per block: NumPy temporaries of this size (64 KiB of float32) are
+# recycled by malloc; full-image temporaries at 512 px are returned to the OS
+# and faulted back in on every operation, which costs ~5x the arithmetic.
+_BLOCK_PIXELS = 16384
+
+
+def _scene(pat: dict, acq: dict, fnd: dict, wanted: frozenset[str]) -> dict:
+    """Turn the random draws into the scalar geometry of one film (patient frame)."""
+    insp = acq["inspiration"]
+    la = pat["lung_a"]
+    thorax_w = 2.0 * (pat["lung_u"] + la)
+    ctr = max(fnd["cm_ctr"], pat["ctr"] + 0.10) if "cardiomegaly" in wanted else pat["ctr"]
+    grow = ctr / pat["ctr"]
+    # Heart: tilted ellipse (long axis down to image-right) with prescribed
+    # horizontal half-extent hx (sets the CTR) and vertical half-extent hy.
+    hx0 = pat["ctr"] * thorax_w / 2.0
+    hx, hy = hx0 * grow, 0.80 * hx0 * grow**0.75  # an enlarged heart is rounder, not longer
+    ct, sn = math.cos(pat["heart_tilt"]), math.sin(pat["heart_tilt"])
+    det = ct * ct - sn * sn
+    ha = math.sqrt((hx * hx * ct * ct - hy * hy * sn * sn) / det)
+    hb = math.sqrt((hy * hy * ct * ct - hx * hx * sn * sn) / det)
+    h_right = -0.16 - 0.75 * (hx - hx0)  # right border (image-left); 3/8 of the growth goes there
+    return {
+        "body": pat["body"],
+        "lung_u": pat["lung_u"],
+        "la": la,
+        "lb": pat["lung_b"] * insp,
+        "lv": pat["lung_v"] + 0.3 * (insp - 1.0),
+        "domes": (pat["dome_r"] * insp, pat["dome_l"] * insp),
+        "thorax_w": thorax_w,
+        "dome_l": pat["dome_l"],
+        "medi_w": pat["medi_w"],
+        "heart": (h_right + hx, pat["dome_l"] * insp + 0.06 - hy, ha, hb, ct, sn, 0.8 * hx),
+        "rib_phase": pat["rib_phase"],
+        "rib_spacing": pat["rib_spacing"],
+        "mass": (
+            (-1.0 if fnd["mass_side"] == 0 else 1.0) * (pat["lung_u"] + fnd["mass_lat"]),
+            fnd["mass_v"],
+            fnd["mass_r"],
+            fnd["mass_c"],
+        )
+        if "soft tissue mass" in wanted
+        else None,
+        "effusion": tuple(
+            (fnd["eff_height"][k], fnd["eff_meniscus"][k]) if fnd["eff_sides"] in (k, 2) else None
+            for k in (0, 1)
+        )
+        if "effusion" in wanted
+        else (None, None),
+    }
+
+
+def _attenuation(sc: dict, u: np.ndarray, v: np.ndarray, markings: np.ndarray, px: float) -> np.ndarray:
+    """Projected attenuation (roughly 0 = air .. 1 = dense) at patient-frame points."""
+    au = np.abs(u)
+
+    # body outline: neck, sloping shoulders, chest wall; cylinder-like thickness.
+    bw = sc["body"]
+    half_w = (0.22 + 0.70 * _ramp((v + 0.62) / 0.24)) * bw - 0.05 * np.clip(v - 0.3, 0.0, None)
+    body = _ramp((half_w - au) / max(0.015, px))
+    thick = np.sqrt(np.clip(1.0 - (u / (half_w + 0.06)) ** 2, 0.0, 1.0))
+    atten = body * (0.36 + 0.22 * thick)
+
+    # mediastinum, heart, aortic knob: soft tissue that hides the lungs behind it.
+    medi_w = sc["medi_w"] * (1.0 + 0.35 * _ramp((v + 0.2) / 0.25))  # widens towards the hila
+    medi = _ramp((medi_w - np.abs(u - 0.01)) / 0.04) * _ramp((v + 0.95) / 0.08)
+    hcu, hcv, ha, hb, ct, sn, hx = sc["heart"]
+    hu, hv = u - hcu, v - hcv
+    hr, hs = ct * hu + sn * hv, ct * hv - sn * hu
+    heart = _ramp((1.0 - (hr / ha) ** 2 - (hs / hb) ** 2) / max(0.12, 3 * px))
+    # the lower half sits flat on the diaphragm: no lung shows between heart and dome
+    heart = np.maximum(heart, _ramp((v - hcv) / 0.06) * _ramp((hx - np.abs(u - hcu)) / 0.05))
+    knob = _ramp((1.0 - ((u - 0.11) / 0.08) ** 2 - ((v + 0.30) / 0.075) ** 2) / 0.25)
+    open_lung = 1.0 - np.maximum(np.maximum(medi, heart), knob)
+
+    # lungs: ellipses centred low (narrow apex, wide base) cut by the domes; an
+    # effusion displaces the air below a meniscus that rises along the chest wall.
+    la, lb, lv = sc["la"], sc["lb"], sc["lv"]
+    air = np.zeros_like(u)
+    for k, sign in enumerate((-1.0, 1.0)):
+        lat = sign * u - sc["lung_u"]  # + towards the chest wall
+        f = (lat / la) ** 2 + ((v - lv) / lb) ** 2
+        dome_top = sc["domes"][k]
+        lung = _ramp((1.0 - f) / max(0.07, 2.5 * px)) * _ramp((dome_top + 1.3 * (lat + 0.05) ** 2 - v) / max(0.02, px))
+        lung_air = lung * (0.6 + 0.4 * np.sqrt(np.clip(1.0 - f, 0.0, 1.0)))
+        eff = sc["effusion"][k]
+        if eff is not None:
+            t_lat = np.clip((lat + la) / (2.0 * la), 0.0, 1.0)  # 0 medial .. 1 chest wall
+            top = dome_top - eff[0] - eff[1] * t_lat * t_lat
+            fluid = _ramp((v - top) / max(0.05, 2 * px)) * (0.85 + 0.15 * np.clip((v - top) / 0.15, 0.0, 1.0))
+            lung_air = lung_air * (1.0 - fluid)
+        air += lung_air
+    atten -= (0.38 * open_lung * (1.0 - 0.12 * markings)) * air
+
+    # bones: posterior ribs (periodic bands, spacing growing downwards), clavicles, spine.
+    rib_curve = 1.1 * (au - 0.22) ** 2
+    t = np.sqrt(np.clip(v - rib_curve + 0.78, 0.0, None) / sc["rib_spacing"]) * 2.7 + sc["rib_phase"]
+    ribs = 0.5 + 0.5 * np.cos((2.0 * np.pi) * t)
+    ribs = ribs * ribs
+    ribs = ribs * ribs  # narrow bands; float ** 4 would be ~100x slower than squaring
+    thorax = _ramp((sc["thorax_w"] / 2.0 + 0.04 - au) / 0.05) * _ramp((sc["dome_l"] + 0.12 - v) / 0.08)
+    ribs = ribs * thorax * (0.3 + 0.7 * np.clip(1.4 * air * open_lung, 0.0, 1.0))  # seen against air
+    clav = _bump((v + 0.60 + 0.14 * (au - 0.1)) / 0.045) * _ramp((0.62 - au) / 0.05) * _ramp((au - 0.06) / 0.03)
+    spine = _bump(u / 0.09) * (0.6 + 0.4 * np.cos((np.pi / 0.11) * v) ** 2)
+    hila = _bump(np.sqrt(((au - 0.20) / 0.10) ** 2 + ((v + 0.02) / 0.17) ** 2))
+    trachea = _ramp((0.035 - np.abs(u - 0.005)) / 0.02) * _ramp((-0.32 - v) / 0.06)
+    extra = 0.03 * (1.0 - open_lung) + 0.04 * hila + 0.10 * ribs + 0.14 * clav
+    extra += 0.06 * spine - 0.08 * trachea
+
+    # soft tissue mass: a soft-edged, slightly domed disc in one lung field.
+    if sc["mass"] is not None:
+        mu, mv, r, contrast = sc["mass"]
+        d = np.sqrt((u - mu) ** 2 + (v - mv) ** 2)
+        disc = _smoothstep((r - d) / (0.35 * r)) * (0.8 + 0.2 * np.sqrt(np.clip(1.0 - (d / r) ** 2, 0.0, 1.0)))
+        extra += contrast * disc
+    atten += body * extra
+    return np.clip(atten, 0.0, None)
 
 
 def render(
@@ -260,8 +376,8 @@ def render(
     """Render one PA chest phantom as a ``size`` x ``size`` uint8 array.
 
     ``seed`` fixes positioning, exposure and noise; ``patient_seed`` (default:
-    derived from ``seed``) fixes the anatomy, so several seeds with one
-    patient_seed are repeat films of one patient. The same arguments always
+    ``seed``) fixes the anatomy and the look of each finding, so several seeds
+    with one patient_seed are repeat films of one patient. The same arguments always
     give byte-identical output, and adding a finding changes only the finding.
     """
     seed = _check_seed("seed", seed)
@@ -273,119 +389,41 @@ def render(
     pseed = seed if patient_seed is None else _check_seed("patient_seed", patient_seed)
 
     pat = _draw_patient(np.random.default_rng([pseed, _PATIENT_STREAM]), st)
-    acq_rng, find_rng = np.random.default_rng(seed).spawn(2)
-    acq = _draw_acquisition(acq_rng, st, size)
-    fnd = _draw_findings(find_rng)
+    fnd = _draw_findings(np.random.default_rng([pseed, _FINDING_STREAM]))
+    acq = _draw_acquisition(np.random.default_rng(seed), st, size)
+    sc = _scene(pat, acq, fnd, wanted)
 
-    # Image-plane axis (pixel centres), then into the patient frame.
+    # Image-plane axis (pixel centres); patient frame = image frame shifted,
+    # scaled and rotated by the positioning of this film.
     g = (np.arange(size, dtype=np.float32) + 0.5) * (2.0 / size) - 1.0
-    x, y = g[None, :], g[:, None]  # x: image-right, y: down (broadcast, no meshgrid)
-    sc = acq["scale"]
+    mag = acq["scale"]
     c, s = math.cos(acq["rot"]), math.sin(acq["rot"])
-    xs, ys = (x - acq["du"]) / sc, (y - acq["dv"]) / sc
-    u = c * xs + s * ys
-    v = -s * xs + c * ys
-    px = 2.0 / size / sc  # one pixel in patient units: edges stay >= ~1 px soft
-    au = np.abs(u)
+    px = 2.0 / size / mag  # one pixel in patient units: edges stay >= ~1 px soft
+    xs = ((g - acq["du"]) / mag)[None, :]
+    # Smooth fields as separable products: lung markings move with the patient
+    # (rotation ignored: it is a texture), exposure texture stays on the detector.
+    n_mark, n_tex = pat["markings"].shape[0], acq["texture"].shape[0]
+    mark_x = pat["markings"] @ _interp_matrix((g - acq["du"]) / mag, n_mark).T
+    mark_y = _interp_matrix((g - acq["dv"]) / mag, n_mark)
+    tex_x = acq["texture"] @ _interp_matrix(g, n_tex).T
+    tex_y = _interp_matrix(g, n_tex)
 
-    # --- body outline: neck, sloping shoulders, chest wall; cylinder-like thickness.
-    bw = pat["body"]
-    half_w = (0.22 + 0.70 * _ramp((v + 0.66) / 0.16)) * bw - 0.05 * np.clip(v - 0.3, 0.0, None)
-    body = _ramp((half_w - au) / max(0.015, px))
-    thick = np.sqrt(np.clip(1.0 - (u / (half_w + 0.06)) ** 2, 0.0, 1.0))
-    tissue = body * (0.28 + 0.30 * thick)
-
-    # --- lungs: ellipses centred low (narrow apex, wide base) cut by the domes.
-    insp = acq["inspiration"]
-    la, lb = pat["lung_a"], pat["lung_b"] * insp
-    lv = pat["lung_v"] + 0.3 * (insp - 1.0)
-    lung_edge = max(0.07, 2.5 * px)
-    sides = []
-    for sign, dome_top in ((-1.0, pat["dome_r"]), (1.0, pat["dome_l"])):
-        lat = sign * u - pat["lung_u"]  # + towards the chest wall
-        f = (lat / la) ** 2 + ((v - lv) / lb) ** 2
-        inside = _ramp((1.0 - f) / lung_edge)
-        dome = dome_top * insp + 1.3 * (lat + 0.05) ** 2
-        above = _ramp((dome - v) / max(0.02, px))
-        depth = 0.6 + 0.4 * np.sqrt(np.clip(1.0 - f, 0.0, 1.0))
-        sides.append({"lat": lat, "lung": inside * above, "depth": depth, "dome_top": dome_top * insp})
-
-    # --- mediastinum, heart, aortic knob, hila, trachea.
-    medi = _ramp((pat["medi_w"] - np.abs(u - 0.01)) / 0.04) * _ramp((v + 0.95) / 0.08)
-    thorax_w = 2.0 * (pat["lung_u"] + la)
-    grow = fnd["cm_factor"] if "cardiomegaly" in wanted else 1.0
-    heart_w = pat["ctr"] * grow * thorax_w
-    ct, sn = math.cos(pat["heart_tilt"]), math.sin(pat["heart_tilt"])
-    ha = heart_w / 2.0 / math.sqrt(ct**2 + (0.72 * sn) ** 2)  # long axis: horizontal extent = heart_w
-    hb = 0.72 * ha
-    half_h = math.sqrt((ha * sn) ** 2 + (hb * ct) ** 2)
-    h_right = -0.16 - 0.25 * (grow - 1.0) * heart_w / grow  # right border; growth goes mostly left
-    hcu = h_right + heart_w / 2.0
-    hcv = pat["dome_l"] + 0.07 - half_h  # the heart sits on the diaphragm
-    hu, hv = u - hcu, v - hcv
-    hr, hs = ct * hu + sn * hv, -sn * hu + ct * hv  # long axis tilted down to image-right
-    heart = _ramp((1.0 - (hr / ha) ** 2 - (hs / hb) ** 2) / max(0.12, 3 * px))
-    knob = _ramp((1.0 - ((u - 0.13) / 0.09) ** 2 - ((v + 0.30) / 0.075) ** 2) / 0.25)
-    hila = _bump(np.sqrt(((au - 0.20) / 0.10) ** 2 + ((v + 0.02) / 0.17) ** 2))
-    trachea = _ramp((0.035 - np.abs(u - 0.005)) / 0.02) * _ramp((-0.32 - v) / 0.06)
-    central = np.maximum(np.maximum(medi, heart), knob)
-
-    # --- air in the lungs where no mediastinum/heart overlies them; fluid displaces it.
-    markings = _smooth_field(pat["markings"], (g - acq["du"]) / sc, (g - acq["dv"]) / sc)
-    open_lung = 1.0 - central
-    extra = np.zeros_like(u)
-    eff_sides = (0, 1) if fnd["eff_sides"] == 2 else (fnd["eff_sides"],)
-    air = np.zeros_like(u)
-    for k, sd in enumerate(sides):
-        lung_air = sd["lung"] * sd["depth"]
-        if "effusion" in wanted and k in eff_sides:
-            t_lat = np.clip((sd["lat"] + la) / (2.0 * la), 0.0, 1.0)  # 0 medial .. 1 chest wall
-            top = sd["dome_top"] - fnd["eff_height"][k] - fnd["eff_meniscus"][k] * t_lat * t_lat
-            fluid = _ramp((v - top) / max(0.05, 2 * px))
-            depth = np.clip((v - top) / 0.3, 0.0, 1.0)
-            extra = extra + sd["lung"] * fluid * (0.05 + 0.08 * depth) * open_lung
-            lung_air = lung_air * (1.0 - fluid)
-        air = air + lung_air
-    air = air * open_lung * (1.0 - 0.12 * markings)
-
-    # --- bones: posterior ribs (periodic bands), clavicles, spine.
-    rib_curve = 1.1 * (au - 0.22) ** 2
-    t = np.sqrt(np.clip(v - rib_curve + 0.78, 0.0, None) / pat["rib_spacing"]) * 2.7 + pat["rib_phase"]
-    ribs = 0.5 + 0.5 * np.cos((2.0 * np.pi) * t)
-    ribs = ribs * ribs
-    ribs = ribs * ribs  # narrow bright bands (float pow would be ~100x slower than squaring)
-    lungs = sides[0]["lung"] + sides[1]["lung"]
-    thorax = _ramp((thorax_w / 2.0 + 0.04 - au) / 0.05) * _ramp((pat["dome_l"] + 0.12 - v) / 0.08)
-    ribs = ribs * thorax * (0.3 + 0.7 * lungs * open_lung)
-    clav = _bump((v + 0.60 + 0.14 * (au - 0.1)) / 0.045) * _ramp((0.62 - au) / 0.05)
-    clav = clav * _ramp((au - 0.06) / 0.03)
-    spine = _bump(u / 0.09) * (0.6 + 0.4 * np.cos((np.pi / 0.11) * v) ** 2)
-
-    # --- soft tissue mass: a soft-edged disc in one lung field.
-    if "soft tissue mass" in wanted:
-        sign = -1.0 if fnd["mass_side"] == 0 else 1.0
-        mu = sign * (pat["lung_u"] + fnd["mass_lat"])
-        mv = fnd["mass_v"]
-        r = fnd["mass_r"]
-        d = np.sqrt((u - mu) ** 2 + (v - mv) ** 2)
-        disc = _smoothstep((r - d) / (0.35 * r)) * (0.8 + 0.2 * np.sqrt(np.clip(1.0 - (d / r) ** 2, 0.0, 1.0)))
-        extra = extra + fnd["mass_c"] * disc
-
-    atten = (
-        tissue
-        - 0.38 * air
-        + body * (0.05 * central + 0.05 * heart + 0.04 * hila + 0.10 * ribs + 0.14 * clav + 0.06 * spine)
-        - 0.08 * trachea * body
-        + extra * body
-    )
-
-    # --- detector: gain, gamma, smooth exposure texture (image plane), pixel noise.
-    tex = _smooth_field(acq["texture"], g, g)
-    img = np.clip(st.exposure + acq["exposure"] + st.contrast * atten, 0.0, 1.0)
-    if st.gamma != 1.0:
-        img = np.exp(st.gamma * np.log(np.maximum(img, 1e-6)))  # img ** gamma, but vectorised
-    img = img * (1.0 + st.texture * tex) + st.noise * acq["noise"]
-    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    out = np.empty((size, size), dtype=np.uint8)
+    step = max(1, _BLOCK_PIXELS // size)
+    gain, gamma, level = st.contrast, st.gamma, st.exposure + acq["exposure"]
+    for r0 in range(0, size, step):
+        r1 = min(size, r0 + step)
+        ys = ((g[r0:r1] - acq["dv"]) / mag)[:, None]
+        u = c * xs + s * ys
+        v = c * ys - s * xs
+        atten = _attenuation(sc, u, v, mark_y[r0:r1] @ mark_x, px)
+        img = np.clip(level + gain * atten, 0.0, 1.0)
+        if gamma != 1.0:
+            img = np.exp(gamma * np.log(np.maximum(img, 1e-6)))  # img ** gamma; float pow is slow
+        img *= 1.0 + st.texture * (tex_y[r0:r1] @ tex_x)
+        img += st.noise * acq["noise"][r0:r1]
+        out[r0:r1] = np.clip(img * 255.0 + 0.5, 0.0, 255.0)
+    return out
 
 
 def render_spec(spec: PhantomSpec, site: str | Site = "site-a", size: int = 64) -> np.ndarray:
@@ -418,7 +456,7 @@ def sample_cohort(
     if lo < 1 or hi < lo:
         raise ValueError(f"images_per_patient must be >= 1 (low <= high), got {images_per_patient!r}")
     prev = np.array([st.prevalence_of(f) for f in FINDINGS])
-    rng = np.random.default_rng([seed, _PATIENT_STREAM + 1])
+    rng = np.random.default_rng([seed, _COHORT_STREAM])
     specs: list[PhantomSpec] = []
     for k in range(n_patients):
         patient_seed = int(rng.integers(2**63))

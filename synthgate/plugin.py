@@ -72,12 +72,11 @@ def _open_evaluation(config: pytest.Config) -> ReleaseEvaluation:
     extra = [Path(option(config, "releases_dir"))] if option(config, "releases_dir") else []
     search_path = default_search_path(Path(config.rootpath), extra)
     weights = option(config, "weights_dir")
+    options = GateOptions(cache_dir=cache_dir, weights_dir=Path(weights) if weights else None, device=option(config, "device"))
     try:
-        release = load_release(resolve(name, search_path, cache_dir))
+        return ReleaseEvaluation(load_release(resolve(name, search_path, cache_dir)), options)
     except (ReleaseNotFound, ConfigError) as error:
         raise pytest.UsageError(str(error)) from None
-    options = GateOptions(cache_dir=cache_dir, weights_dir=Path(weights) if weights else None, device=option(config, "device"))
-    return ReleaseEvaluation(release, options)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -91,6 +90,22 @@ def release_evaluation(pytestconfig: pytest.Config) -> ReleaseEvaluation:
     """The release under test with every result the gate computes, shared by all checks."""
     evaluation = pytestconfig.stash[evaluation_key]
     return evaluation if evaluation is not None else _open_evaluation(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def evaluated_release(release_evaluation: ReleaseEvaluation) -> ReleaseEvaluation:
+    """The release, for checks that measure with the model: only once integrity and leakage passed.
+
+    A score computed on unsound files, or by a model that saw the generator's data,
+    means nothing; such checks are reported as not evaluated (the gate is blocked anyway).
+    """
+    if not release_evaluation.integrity.ok:
+        failed = sorted(check for check, found in release_evaluation.integrity.problems.items() if found)
+        pytest.skip(f"not evaluated: the release failed integrity ({', '.join(failed)})")
+    leaks = sorted(check for check, found in release_evaluation.leakage.items() if found)
+    if leaks:
+        pytest.skip(f"not evaluated: leakage found ({', '.join(leaks)})")
+    return release_evaluation
 
 
 def _rows_table(rows: list[dict]) -> str:

@@ -1,7 +1,8 @@
 """The per-release evaluation a gate session shares between its tests.
 
 Tests ask it for results and assert; they never compute. Every result is a
-cached property: computed on first use, once per session.
+cached property: computed on first use, once per session, and the expensive ones
+(features, trained models) are also cached on disk by content hash.
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from synthgate.integrity import IntegrityReport, scan_release
+import numpy as np
+
+from synthgate import datasets
+from synthgate.config import ConfigError, Table
+from synthgate.datasets import Collection
+from synthgate.integrity import IntegrityReport, Offence, scan_release
 from synthgate.release import Release
 
 
@@ -32,6 +38,9 @@ class ReleaseEvaluation:
     def __init__(self, release: Release, options: GateOptions):
         self.release = release
         self.options = options
+        self.model_plan = self._model_plan()
+
+    # ------------------------------------------------------------------ what is on disk
 
     @cached_property
     def integrity(self) -> IntegrityReport:
@@ -43,3 +52,125 @@ class ReleaseEvaluation:
             name: sum(row.labels.get(name) == "1" for row in self.release.manifest.rows)
             for name in self.release.class_names
         }
+
+    @cached_property
+    def synthetic(self) -> Collection:
+        """The release's images as a collection (only meaningful once integrity passed)."""
+        rows = [row for row in self.release.manifest.rows if row.path in self.integrity.facts]
+        classes = self.release.class_names
+        return Collection(
+            name=f"release {self.release.name}",
+            datasets=(f"synthetic:{self.release.name}",),
+            paths=tuple(self.release.root / row.path for row in rows),
+            digests=tuple(self.integrity.file_digests[row.path] for row in rows),
+            labels=np.array([[int(row.labels[c]) for c in classes] for row in rows], dtype=np.int64).reshape(len(rows), len(classes)),
+            classes=classes,
+            groups=tuple(f"image:{row.path}" for row in rows),
+        )
+
+    def _reference(self, which: str) -> Collection:
+        if self.release.reference is None:
+            raise ConfigError(self.release.config_file, "reference", "no [reference] data: this check needs it")
+        ref = getattr(self.release.reference, which)
+        return datasets.load(ref, f"reference {which}", self.release.class_names)
+
+    @cached_property
+    def reference_train(self) -> Collection:
+        return self._reference("train")
+
+    @cached_property
+    def reference_test(self) -> Collection:
+        return self._reference("test")
+
+    @cached_property
+    def source_images(self) -> Collection | None:
+        ref = self.release.source_images
+        return None if ref is None else datasets.load(ref, "generator source", self.release.class_names)
+
+    # ------------------------------------------------------------------ the evaluating model
+
+    def _model_plan(self):
+        """Parse ``[model]`` now, so that a bad model config is reported before any test runs."""
+        from synthgate.train import ReferenceModelSpec
+        from synthgate.zoo import ModelSpec, ModelSpecError
+
+        table = self.release.model
+        if not table:
+            return None
+        if "train" in table:
+            return ReferenceModelSpec.from_table(Table(table, self.release.config_file, "model"))
+        try:
+            return ModelSpec.from_config(table, self.release.root)
+        except ModelSpecError as error:
+            raise ConfigError(self.release.config_file, "model", str(error)) from None
+
+    def _training_collection(self) -> Collection:
+        return self.reference_train if self.model_plan.data == "reference" else self.source_images
+
+    @property
+    def model_outputs(self) -> tuple[str, ...]:
+        return tuple(c.model_output for c in self.release.classes)
+
+    @cached_property
+    def model_card(self):
+        """The evaluating model's card, read without loading (or training) the model."""
+        from synthgate.train import ReferenceModelSpec, planned_card
+        from synthgate.zoo import ModelCard, card_path, xrv_card
+
+        plan = self.model_plan
+        if plan is None:
+            raise ConfigError(self.release.config_file, "model", "no [model]: name the evaluating model")
+        if isinstance(plan, ReferenceModelSpec):
+            return planned_card(self._training_collection(), self.model_outputs, plan.settings)
+        if plan.xrv is not None:
+            return xrv_card(plan.xrv, f"xrv:{plan.xrv}")
+        return ModelCard.load(card_path(plan.checkpoint))
+
+    @cached_property
+    def leakage(self) -> dict[str, list[Offence]]:
+        from synthgate import leakage
+
+        train, test = self.reference_train, self.reference_test
+        return {
+            "model": leakage.model_saw_source(self.model_card, self.release.source_datasets),
+            "split_patients": leakage.shared_patients(train, test),
+            "split_images": leakage.shared_images(train, test, "reference train and test"),
+            "release_test_images": leakage.shared_images(test, self.synthetic, "a reference test image"),
+        }
+
+    @cached_property
+    def device(self):
+        from synthgate.embed import pick_device
+
+        return pick_device(self.options.device)
+
+    @cached_property
+    def model(self):
+        """The evaluating model, loaded (or trained on first use) only after leakage was checked."""
+        from synthgate import zoo
+        from synthgate.train import ReferenceModelSpec, trained_model
+
+        plan = self.model_plan
+        if isinstance(plan, ReferenceModelSpec):
+            collection = self._training_collection()
+            return trained_model(collection, self.model_outputs, plan.settings, self.options.cache_dir, self.device)
+        if plan.xrv is not None:
+            return zoo.load_xrv_weights(plan.xrv, self.options.weights_dir or plan.weights_dir)
+        return zoo.load_checkpoint(plan.checkpoint)
+
+    @cached_property
+    def extractor(self):
+        from synthgate.embed import Extractor, default_precision
+
+        return Extractor(
+            model=self.model.module,
+            model_id=self.model.model_id,
+            size=self.model.card.input_size,
+            cache_root=self.options.cache_dir,
+            device=self.device,
+            precision=default_precision(self.device),
+        )
+
+    def embeddings(self, collection: Collection):
+        """Features and scores of a collection under the evaluating model (cached by image hash)."""
+        return self.extractor(collection.paths, collection.digests)

@@ -139,6 +139,8 @@ def leakage_overlap(card: ModelCard, source_datasets: Iterable[str]) -> set[str]
     An empty set means the model never saw the release's source images
     (as far as the card and the derivation table above know).
     """
+    if isinstance(source_datasets, str):
+        raise TypeError("source_datasets must be a list of names, not one string")
     return _expand(card.training_datasets) & _expand(source_datasets)
 
 
@@ -507,27 +509,38 @@ def _refusal(path: Path, names: Iterable[str]) -> ModelLoadError:
     )
 
 
-def _torch_load(path: Path, allowed_classes: list[type]) -> Any:
-    """``torch.load(weights_only=True)`` with ``allowed_classes`` trusted as well.
+def _load_legacy_modules(path: Path) -> Any:
+    """Read a whole module pickled in torch's legacy (pre-1.6, non-zip) format.
 
-    A file in torch's legacy (pre-1.6, non-zip) format that pickles whole
-    modules cannot be read with ``weights_only=True`` at all (its module
-    records are not storages); when ``allowed_classes`` are given, such a file
-    is read with the same allow-list through a restricted unpickler instead.
+    Such files cannot be read with ``weights_only=True`` at all: they record
+    each module class with its source, and the weights-only unpickler accepts
+    nothing but storages there.  torchxrayvision's published weights predate
+    torch 1.6 (hence xrv's ``_non_persistent_buffers_set`` patch), so they are
+    read through the restricted unpickler with the same classes allowed.
     """
+    with warnings.catch_warnings():
+        # torch compares the pickled class source with today's; xrv's has changed.
+        warnings.simplefilter("ignore", torch.serialization.SourceChangeWarning)
+        return torch.load(
+            path,
+            map_location="cpu",
+            weights_only=False,
+            pickle_module=_restricted_pickle_module(_legacy_allowed_globals()),
+        )
+
+
+def _torch_load(path: Path, allowed_classes: list[type]) -> Any:
+    """``torch.load(weights_only=True)`` trusting ``allowed_classes`` as well.
+
+    Any other global is refused with a ModelLoadError naming it, before it
+    could run.  Legacy-format files pickling modules go through
+    :func:`_load_legacy_modules`.
+    """
+    is_zip = zipfile.is_zipfile(path)
     try:
-        if allowed_classes and not zipfile.is_zipfile(path):
-            with warnings.catch_warnings():
-                # Source-change warnings compare the pickled class source with
-                # today's xrv source; they are expected for published weights.
-                warnings.simplefilter("ignore", torch.serialization.SourceChangeWarning)
-                return torch.load(
-                    path,
-                    map_location="cpu",
-                    weights_only=False,
-                    pickle_module=_restricted_pickle_module(_legacy_allowed_globals()),
-                )
-        if zipfile.is_zipfile(path):
+        if allowed_classes and not is_zip:
+            return _load_legacy_modules(path)
+        if is_zip:
             allowed = {_global_name(c) for c in allowed_classes}
             unsafe = set(torch.serialization.get_unsafe_globals_in_checkpoint(path)) - allowed
             if unsafe:
@@ -537,10 +550,10 @@ def _torch_load(path: Path, allowed_classes: list[type]) -> Any:
     except _RefusedGlobal as exc:
         raise _refusal(path, [exc.name]) from None
     except pickle.UnpicklingError as exc:
-        named = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
+        named = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if named:
             raise _refusal(path, [named.group(1)]) from None
-        raise ModelLoadError(f"{path}: refused to load: {str(exc).splitlines()[0]}") from None
+        raise ModelLoadError(f"{path}: refused to load: {exc}") from None
     except ModelLoadError:
         raise
     except Exception as exc:  # corrupt or foreign files fail in many ways inside torch.load

@@ -160,7 +160,8 @@ def test_threshold_errors():
 
 def test_estimate_str():
     assert str(Estimate(0.9123, 0.8741, 0.9449, 100)) == "0.912 [0.874, 0.945]"
-    assert str(MeanStd(0.5, 0.01234)) == "0.500 ± 0.012"
+    assert str(MeanStd(0.91234, 0.01234)) == "0.9123 ± 0.012"
+    assert str(MeanStd(0.00123, 0.00045)) == "0.00123 ± 0.00045"
 
 
 def test_bootstrap_point_values_and_ci_contain_estimate():

@@ -1,0 +1,80 @@
+"""Shared fixtures for synthgate's own tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from synthgate import phantoms
+from synthgate.demo import Item, write_collection
+
+REPO = Path(__file__).resolve().parent.parent
+
+HANDMADE_TOML = """\
+[release]
+name = "handmade"
+generator = "a hand-written test release"
+source_datasets = ["phantom-site-a"]
+
+[images]
+width = 64
+height = 64
+mode = "L"
+
+[classes."soft tissue mass"]
+model_output = "Mass"
+min_count = 3
+"""
+
+
+@pytest.fixture(scope="session")
+def gate_cache(tmp_path_factory) -> Path:
+    """One synthgate cache for the whole test session (demo world, features, models)."""
+    return Path(os.environ.get("SYNTHGATE_TEST_CACHE") or tmp_path_factory.mktemp("synthgate-cache"))
+
+
+@dataclass
+class GateRun:
+    returncode: int
+    output: str
+    summary: dict | None
+
+    def failed_checks(self) -> set[str]:
+        """Names of failed criteria, without module or parameters (test_x[a] -> test_x)."""
+        criteria = self.summary["criteria"] if self.summary else []
+        return {c["id"].split("::")[-1].split("[")[0] for c in criteria if c["outcome"] in ("failed", "error")}
+
+
+@pytest.fixture(scope="session")
+def run_gate(gate_cache, tmp_path_factory):
+    """Run ``pytest quality_checks`` in a subprocess, as CI would, and read its JSON summary."""
+
+    def run(release: str, *args: str) -> GateRun:
+        out = tmp_path_factory.mktemp("gate")
+        summary_file = out / "summary.json"
+        command = [sys.executable, "-m", "pytest", "quality_checks", f"--release={release}",
+                   f"--gate-summary={summary_file}", "-q", "-p", "no:cacheprovider", *args]
+        env = {**os.environ, "SYNTHGATE_CACHE": str(gate_cache)}
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        summary = json.loads(summary_file.read_text()) if summary_file.exists() else None
+        return GateRun(done.returncode, done.stdout + done.stderr, summary)
+
+    return run
+
+
+def write_handmade_release(root: Path, n: int = 12, seed: int = 1) -> Path:
+    """A small release written by hand in the documented format (not one of the fixtures)."""
+    items = []
+    for k in range(n):
+        findings = {"soft tissue mass"} if k % 2 else set()
+        pixels = phantoms.render(seed * 1000 + k, findings, site="site-a")
+        items.append(Item(f"images/{k:03d}.png", pixels, {"soft tissue mass": int(bool(findings))}, f"p{k}", k))
+    write_collection(root, items, with_patients=False)
+    (root / "release.toml").write_text(HANDMADE_TOML)
+    return root

@@ -1,0 +1,49 @@
+"""How the plugin reads to a user: missing or unknown releases, bad configs,
+a release folder written by hand."""
+
+from __future__ import annotations
+
+import shutil
+
+from tests.conftest import write_handmade_release
+
+
+def test_without_release_says_how_to_pass_one(run_gate):
+    result = run_gate("")
+    assert result.returncode == 4
+    assert "--release=demo" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_release_lists_the_ones_found(run_gate):
+    result = run_gate("aprill")
+    assert result.returncode == 4
+    line = next(line for line in result.output.splitlines() if "aprill" in line)
+    assert "found:" in line and "demo" in line and "defect-corrupt-file" in line
+    assert "Traceback" not in result.output
+
+
+def test_handmade_release_is_gated(run_gate, tmp_path):
+    release = write_handmade_release(tmp_path / "handmade")
+    result = run_gate(str(release))
+    assert result.returncode == 0, result.output
+    assert result.summary["release"]["images"] == 12
+
+    (release / "images" / "005.png").write_bytes(b"not a png")
+    shutil.copyfile(release / "images" / "001.png", release / "images" / "stray.png")
+    result = run_gate(str(release))
+    assert result.returncode == 1
+    assert result.failed_checks() == {"test_images_decode", "test_manifest_and_files_match"}
+    assert "images/005.png" in result.output and "images/stray.png" in result.output
+
+
+def test_misspelled_key_names_key_and_file(run_gate, tmp_path):
+    release = write_handmade_release(tmp_path / "handmade")
+    config = release / "release.toml"
+    config.write_text(config.read_text().replace("min_count", "min_cuont"))
+    result = run_gate(str(release))
+    assert result.returncode == 4
+    assert "classes.soft tissue mass.min_cuont" in result.output
+    assert "did you mean 'min_count'" in result.output
+    assert str(config) in result.output
+    assert "Traceback" not in result.output

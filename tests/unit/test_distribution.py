@@ -1,0 +1,325 @@
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import cdist
+
+from synthgate.distribution import (
+    detectability_auroc,
+    frechet_distance,
+    frechet_distance_from_stats,
+    kid,
+    knn,
+    near_duplicate_clusters,
+    nearest_neighbour_similarity,
+    pairwise_sq_dists_chunked,
+    pixel_correlation,
+    prdc,
+    source_identifiability,
+    within_set_similarity,
+)
+from synthgate.metrics import Estimate, MeanStd
+
+
+def _gauss(n, d, seed, shift=0.0):
+    return np.random.default_rng(seed).normal(size=(n, d)) + shift
+
+
+def _spd(d, rng):
+    a = rng.normal(size=(d, d))
+    return a @ a.T / d + 0.1 * np.eye(d)
+
+
+def _psd_sqrt(m):
+    w, v = np.linalg.eigh(m)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+# ----------------------------------------------------------------------------- Fréchet distance
+
+
+def test_frechet_closed_form_for_gaussians():
+    rng = np.random.default_rng(0)
+    d = 6
+    mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
+    s1, s2 = _spd(d, rng), _spd(d, rng)  # do not commute
+    root1 = _psd_sqrt(s1)
+    expected = np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2) - 2 * np.trace(_psd_sqrt(root1 @ s2 @ root1))
+    assert frechet_distance_from_stats(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-9)
+    # Diagonal case by hand: sum (mu diff)^2 + sum (sqrt(a) - sqrt(b))^2.
+    a, b = np.array([1.0, 4.0]), np.array([9.0, 1.0])
+    assert frechet_distance_from_stats([0, 0], np.diag(a), [3, 4], np.diag(b)) == pytest.approx(25 + 4 + 1)
+
+
+def test_frechet_from_samples_approaches_closed_form():
+    rng = np.random.default_rng(1)
+    mu1, mu2 = np.zeros(3), np.array([1.0, -1.0, 0.5])
+    s1, s2 = _spd(3, rng), _spd(3, rng)
+    x = rng.multivariate_normal(mu1, s1, size=20000)
+    y = rng.multivariate_normal(mu2, s2, size=20000)
+    assert frechet_distance(x, y) == pytest.approx(frechet_distance_from_stats(mu1, s1, mu2, s2), abs=0.05)
+
+
+def test_frechet_identical_sets_is_zero_and_singular_covariance_is_finite():
+    x = _gauss(50, 8, 2)
+    assert frechet_distance(x, x) == pytest.approx(0, abs=1e-6)
+    small, other = _gauss(10, 64, 3), _gauss(12, 64, 4, shift=1.0)  # n < d: singular covariances
+    fd = frechet_distance(small, other)
+    assert np.isfinite(fd) and fd > 0
+    with pytest.raises(ValueError, match="two samples"):
+        frechet_distance(x[:1], x)
+
+
+def test_frechet_retries_with_eps_when_sqrtm_fails(monkeypatch):
+    import scipy.linalg
+
+    real_sqrtm = scipy.linalg.sqrtm
+    calls = []
+
+    def flaky_sqrtm(a):
+        calls.append(a)
+        return np.full_like(a, np.nan) if len(calls) == 1 else real_sqrtm(a)
+
+    monkeypatch.setattr(scipy.linalg, "sqrtm", flaky_sqrtm)
+    s = np.diag([1.0, 0.0])  # singular
+    assert frechet_distance_from_stats([0, 0], s, [0, 0], s, eps=1e-6) == pytest.approx(0, abs=1e-5)
+    np.testing.assert_allclose(calls[1], (s + 1e-6 * np.eye(2)) @ (s + 1e-6 * np.eye(2)))
+
+
+# ----------------------------------------------------------------------------- KID
+
+
+def _mmd2_unbiased_brute(a, b):
+    d = a.shape[1]
+    k = lambda u, v: (u @ v / d + 1) ** 3  # noqa: E731
+    m = len(a)
+    xx = sum(k(a[i], a[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(b[i], b[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    xy = sum(k(a[i], b[j]) for i in range(m) for j in range(m)) / m**2
+    return xx + yy - 2 * xy
+
+
+def test_kid_matches_brute_force_unbiased_mmd():
+    x, y = _gauss(30, 5, 5), _gauss(30, 5, 6, shift=0.5)
+    result = kid(x, y, subsets=1, subset_size=30)  # the whole sets, in some order
+    assert isinstance(result, MeanStd)
+    assert result.mean == pytest.approx(_mmd2_unbiased_brute(x, y), rel=1e-10)
+    assert result.std == 0.0
+
+
+def test_kid_same_distribution_near_zero_and_shift_positive():
+    x, y, z = _gauss(400, 16, 7), _gauss(400, 16, 8), _gauss(400, 16, 9, shift=0.5)
+    same = kid(x, y, subsets=20, subset_size=200)
+    shifted = kid(x, z, subsets=20, subset_size=200)
+    assert abs(same.mean) < 3 * same.std + 1e-3
+    assert shifted.mean > 10 * max(same.std, abs(same.mean))
+    assert kid(x, z, subsets=5, subset_size=100, seed=3) == kid(x, z, subsets=5, subset_size=100, seed=3)
+
+
+# ----------------------------------------------------------------------------- chunked neighbours
+
+
+def test_pairwise_blocks_tile_the_full_matrix():
+    x, y = _gauss(23, 4, 10), _gauss(17, 4, 11)
+    full = np.full((23, 17), np.nan)
+    for i0, j0, block in pairwise_sq_dists_chunked(x, y, chunk=5, device="cpu"):
+        assert block.shape[0] <= 5 and block.shape[1] <= 5
+        full[i0:i0 + block.shape[0], j0:j0 + block.shape[1]] = block.numpy()
+    np.testing.assert_allclose(full, cdist(x, y, "sqeuclidean"), atol=1e-10)
+
+
+def _brute_knn(q, r, k, metric, exclude_self=False):
+    d = cdist(q, r, metric)
+    if exclude_self:
+        np.fill_diagonal(d, np.inf)
+    idx = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(d, idx, 1), idx
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("chunk", [7, 64, 4096])
+def test_knn_matches_brute_force(metric, chunk):
+    q, r = _gauss(53, 12, 12), _gauss(41, 12, 13)
+    dist, idx = knn(q, r, k=4, chunk=chunk, device="cpu", metric=metric)
+    want_d, want_i = _brute_knn(q, r, 4, metric)
+    np.testing.assert_allclose(dist, want_d, atol=1e-10)
+    np.testing.assert_array_equal(idx, want_i)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_knn_exclude_self_with_chunks_on_both_sides(metric):
+    x = _gauss(50, 6, 14)
+    dist, idx = knn(x, x, k=3, chunk=8, device="cpu", exclude_self=True, metric=metric)
+    want_d, want_i = _brute_knn(x, x, 3, metric, exclude_self=True)
+    np.testing.assert_allclose(dist, want_d, atol=1e-10)
+    np.testing.assert_array_equal(idx, want_i)
+    assert not (idx == np.arange(50)[:, None]).any()
+
+
+def test_knn_k_larger_than_chunk_and_float32_input():
+    q, r = _gauss(20, 5, 15).astype(np.float32), _gauss(30, 5, 16).astype(np.float32)
+    dist, idx = knn(q, r, k=10, chunk=3, device="cpu")
+    want_d, want_i = _brute_knn(q.astype(np.float64), r.astype(np.float64), 10, "euclidean")
+    np.testing.assert_allclose(dist, want_d, rtol=1e-5)
+    np.testing.assert_array_equal(idx, want_i)
+
+
+def test_knn_rejects_bad_input():
+    x = _gauss(5, 3, 17)
+    with pytest.raises(ValueError, match="k=5"):
+        knn(x, x, 5, exclude_self=True, device="cpu")
+    with pytest.raises(ValueError, match="same set"):
+        knn(x, x[:4], 1, exclude_self=True, device="cpu")
+    with pytest.raises(ValueError, match="metric"):
+        knn(x, x, 1, metric="manhattan", device="cpu")
+    with pytest.raises(ValueError, match="NaN"):
+        knn(np.full((2, 3), np.nan), x, 1, device="cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_knn_cuda_matches_cpu():
+    q, r = _gauss(3000, 64, 18), _gauss(2500, 64, 19)
+    cpu_d, _ = knn(q, r, 5, chunk=1024, device="cpu")
+    gpu_d, _ = knn(q, r, 5, chunk=1024, device="cuda")
+    np.testing.assert_allclose(gpu_d, cpu_d, rtol=1e-3, atol=1e-3)
+
+
+# ----------------------------------------------------------------------------- PRDC
+
+
+def _prdc_reference(real, fake, k):
+    """Direct transcription of Naeem et al.'s reference implementation."""
+    r_rad = np.sort(cdist(real, real), axis=1)[:, k]
+    f_rad = np.sort(cdist(fake, fake), axis=1)[:, k]
+    d = cdist(real, fake)
+    return {
+        "precision": (d < r_rad[:, None]).any(axis=0).mean(),
+        "recall": (d < f_rad[None, :]).any(axis=1).mean(),
+        "density": (1 / k) * (d < r_rad[:, None]).sum(axis=0).mean(),
+        "coverage": (d.min(axis=1) < r_rad).mean(),
+    }
+
+
+def test_prdc_matches_reference_implementation():
+    real, fake = _gauss(120, 5, 20), _gauss(90, 5, 21, shift=0.4) * 1.3
+    got = prdc(real, fake, k=5, chunk=32, device="cpu")
+    want = _prdc_reference(real, fake, 5)
+    for key in want:
+        assert got[key] == pytest.approx(want[key], abs=1e-12), key
+
+
+def test_prdc_same_distribution_near_one():
+    m = prdc(_gauss(600, 4, 22), _gauss(600, 4, 23), k=5, device="cpu")
+    assert m["precision"] > 0.85 and m["recall"] > 0.85
+    assert 0.8 < m["density"] < 1.2
+    assert m["coverage"] > 0.9
+    x = _gauss(100, 4, 24)
+    exact = prdc(x, x.copy(), k=5, device="cpu")
+    assert exact["precision"] == exact["recall"] == exact["coverage"] == 1.0
+
+
+def test_prdc_disjoint_distributions_zero():
+    m = prdc(_gauss(200, 4, 25), _gauss(200, 4, 26, shift=50.0), k=5, device="cpu")
+    assert m == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
+
+
+# ----------------------------------------------------------------------------- classifier two-sample tests
+
+
+def _patients(n_patients, per_patient, d, rng, prefix):
+    """Features dominated by a per-patient signature: a leak if patients cross folds."""
+    centres = 2 * rng.normal(size=(n_patients, d))
+    x = np.repeat(centres, per_patient, axis=0) + rng.normal(size=(n_patients * per_patient, d))
+    return x, np.repeat([f"{prefix}{p}" for p in range(n_patients)], per_patient)
+
+
+def test_detectability_same_distribution_is_chance_and_shift_is_detected():
+    real, fake = _gauss(200, 10, 27), _gauss(200, 10, 28)
+    groups = np.arange(200) // 2
+    same = detectability_auroc(real, fake, groups, groups + 1000, n_boot=200)
+    assert isinstance(same.auroc, Estimate)
+    assert same.scores.shape == (400,) and same.labels.tolist() == [0] * 200 + [1] * 200
+    assert 0.35 < same.auroc.value < 0.65
+    shifted = detectability_auroc(real, fake + 0.6, groups, groups + 1000, n_boot=200)
+    assert shifted.auroc.low > 0.8
+    assert detectability_auroc(real, fake, None, None, n_boot=50, seed=4).auroc == \
+        detectability_auroc(real, fake, None, None, n_boot=50, seed=4).auroc
+
+
+def test_detectability_groups_prevent_patient_leakage():
+    rng = np.random.default_rng(29)
+    real, g_real = _patients(20, 10, 40, rng, "real")
+    fake, g_fake = _patients(20, 10, 40, rng, "fake")  # same distribution, other patients
+    leaky = detectability_auroc(real, fake, None, None, n_boot=100)
+    grouped = detectability_auroc(real, fake, g_real, g_fake, n_boot=100)
+    assert leaky.auroc.value > 0.8  # recognises patients, not synthesis
+    assert grouped.auroc.value < 0.65
+
+
+def test_source_identifiability():
+    feats = {"real": _gauss(150, 8, 30), "gen_a": _gauss(150, 8, 31), "gen_b": _gauss(150, 8, 32, shift=1.0)}
+    groups = {s: np.arange(150) // 3 for s in feats}
+    res = source_identifiability(feats, groups, n_boot=100)
+    assert res.sources == ["real", "gen_a", "gen_b"]
+    assert res.confusion.shape == (3, 3) and res.confusion.sum() == 450
+    assert res.scores.shape == (450, 3)
+    np.testing.assert_allclose(res.scores.sum(1), 1)
+    assert res.auroc["gen_b"].low > 0.9
+    assert res.auroc["real"].value < 0.75  # only separable from gen_b
+    assert res.confusion[2, 2] > 0.8 * 150
+    with pytest.raises(ValueError, match="two sources"):
+        source_identifiability({"real": feats["real"]})
+
+
+# ----------------------------------------------------------------------------- memorisation / diversity
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_nearest_neighbour_similarity_finds_copies(metric):
+    train = _gauss(80, 16, 33)
+    fake = np.vstack([train[[5, 42]], _gauss(10, 16, 34)])
+    idx, sim = nearest_neighbour_similarity(fake, train, metric=metric, device="cpu")
+    assert idx[:2].tolist() == [5, 42]
+    best = 1.0 if metric == "cosine" else 0.0
+    np.testing.assert_allclose(sim[:2], best, atol=1e-6)
+    assert (sim[2:] < best - 0.05).all()
+    if metric == "cosine":
+        brute = 1 - cdist(fake, train, "cosine")
+        np.testing.assert_allclose(sim, brute.max(1), atol=1e-10)
+
+
+def test_pixel_correlation():
+    rng = np.random.default_rng(35)
+    smooth = np.kron(rng.integers(0, 256, size=(4, 8, 8)), np.ones((8, 8))).astype(np.uint8)  # (4, 64, 64)
+    big = np.kron(smooth, np.ones((1, 2, 2))).astype(np.uint8)  # same images at 128 x 128
+    noise = rng.integers(0, 256, size=(4, 64, 64), dtype=np.uint8)
+    np.testing.assert_allclose(pixel_correlation(smooth, big), 1.0)
+    np.testing.assert_allclose(pixel_correlation(smooth, 255 - smooth), -1.0)
+    assert (np.abs(pixel_correlation(smooth, noise)) < 0.3).all()
+    flat = np.full((1, 64, 64), 7, np.uint8)
+    assert np.isnan(pixel_correlation(flat, smooth[:1])[0])
+    with pytest.raises(ValueError):
+        pixel_correlation(smooth, smooth[:2])
+
+
+def test_within_set_similarity():
+    x = _gauss(40, 8, 36)
+    x[7] = x[3] * 2.0  # same direction: cosine similarity 1
+    sim = within_set_similarity(x, device="cpu")
+    brute = 1 - cdist(x, x, "cosine")
+    np.fill_diagonal(brute, -np.inf)
+    np.testing.assert_allclose(sim, brute.max(1), atol=1e-10)
+    assert sim[3] == pytest.approx(1) and sim[7] == pytest.approx(1)
+    second = within_set_similarity(x, k=2, device="cpu")
+    np.testing.assert_allclose(second, np.sort(brute, 1)[:, -2], atol=1e-10)
+
+
+def test_near_duplicate_clusters_recovers_planted_groups():
+    rng = np.random.default_rng(37)
+    x = rng.normal(size=(60, 32))
+    for members in ([2, 11, 40, 41], [5, 50]):
+        for m in members[1:]:
+            x[m] = x[members[0]] + 0.01 * rng.normal(size=32)
+    clusters = near_duplicate_clusters(x, threshold=0.99, k=5, chunk=16, device="cpu")
+    assert [c.tolist() for c in clusters] == [[2, 11, 40, 41], [5, 50]]
+    assert near_duplicate_clusters(x[:1], 0.99) == []
+    assert near_duplicate_clusters(x, threshold=1.01, device="cpu") == []
