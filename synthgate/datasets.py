@@ -93,6 +93,9 @@ def from_manifest(folder: Path, name: str, datasets: tuple[str, ...], classes: t
 
 def load(ref: DataRef, name: str, classes: tuple[str, ...] | None = None) -> Collection:
     """The collection a release config points at, through the adapter for its format."""
+    where = ref.config_file or ref.path
     if ref.format == "manifest":
+        if ref.options:
+            raise ConfigError(where, next(iter(ref.options)), "unknown key for format 'manifest'")
         return from_manifest(ref.path, name, ref.datasets, classes)
-    raise ConfigError(ref.path, "format", f"unknown data format {ref.format!r}")
+    raise ConfigError(where, "format", f"unknown data format {ref.format!r} (known: manifest)")

@@ -53,7 +53,7 @@ class Site:
     """
 
     name: str
-    exposure: float = 0.06  # output level added to every pixel (0..1 scale)
+    exposure: float = 0.08  # output level added to every pixel (0..1 scale)
     contrast: float = 0.85  # gain from attenuation to output level
     gamma: float = 1.0  # output curve; < 1 brightens mid-tones
     noise: float = 0.030  # sd of per-pixel noise (0..1 scale)
@@ -194,15 +194,15 @@ def _draw_patient(rng: np.random.Generator, site: Site) -> dict:
     body = min(max(site.body_size + site.body_size_sd * z[0], 0.82), 1.18)
     return {
         "body": body,
-        "lung_u": 0.42 + 0.012 * z[1] + 0.10 * (body - 1.0),  # lung centre from the midline
-        "lung_a": 0.33 + 0.012 * z[2] + 0.10 * (body - 1.0),  # lung half-width
-        "lung_b": 0.95 + 0.03 * z[3],  # lung half-height (ellipse centred low, cut by the dome)
-        "lung_v": 0.25 + 0.02 * z[4],
-        "dome_r": 0.29 + 0.025 * z[5],  # right hemidiaphragm (image-left) sits higher
-        "dome_l": 0.35 + 0.025 * z[6],
+        "lung_u": 0.42 + 0.015 * z[1] + 0.10 * (body - 1.0),  # lung centre from the midline
+        "lung_a": 0.33 + 0.018 * z[2] + 0.10 * (body - 1.0),  # lung half-width
+        "lung_b": 0.95 + 0.045 * z[3],  # lung half-height (ellipse centred low, cut by the dome)
+        "lung_v": 0.25 + 0.03 * z[4],
+        "dome_r": 0.29 + 0.035 * z[5],  # right hemidiaphragm (image-left) sits higher
+        "dome_l": 0.35 + 0.035 * z[6],
         "ctr": min(max(0.42 + 0.02 * z[7], 0.37), 0.47),  # normal cardiothoracic ratio
         "heart_tilt": 0.30 + 0.05 * z[8],
-        "medi_w": 0.11 + 0.008 * z[9],
+        "medi_w": 0.11 + 0.012 * z[9],
         "rib_phase": 0.5 + 0.15 * z[10],
         "rib_spacing": 0.135 + 0.006 * z[11],
         "markings": rng.standard_normal((26, 26)).astype(np.float32),
@@ -218,7 +218,7 @@ def _draw_acquisition(rng: np.random.Generator, site: Site, size: int) -> dict:
         "rot": float(np.deg2rad(site.rotation_sd_deg * z[2])),
         "scale": site.scale * (1.0 + site.scale_sd * z[3]),
         "inspiration": 1.0 + 0.02 * z[4],
-        "exposure": 0.02 * z[5],
+        "exposure": 0.015 * z[5],
         "texture": rng.standard_normal((6, 6)).astype(np.float32),
         "noise": rng.standard_normal((size, size), dtype=np.float32),
     }
@@ -232,8 +232,8 @@ def _draw_findings(rng: np.random.Generator) -> dict:
     """
     return {
         "mass_side": int(rng.integers(2)),
-        "mass_lat": float(rng.uniform(-0.10, 0.14)),  # + towards the chest wall, from the lung centre
-        "mass_v": float(rng.uniform(-0.45, 0.0)),
+        "mass_lat": float(rng.uniform(0.0, 1.0)),  # mapped per side in _scene (the heart is on the left)
+        "mass_v": float(rng.uniform(0.0, 1.0)),
         "mass_r": float(rng.uniform(0.14, 0.21)),  # image half-width = 1: >= 6 % of the width
         "mass_c": float(rng.uniform(0.24, 0.36)),
         "eff_sides": int(rng.choice(3, p=[0.35, 0.35, 0.30])),  # right, left, both
@@ -276,19 +276,13 @@ def _scene(pat: dict, acq: dict, fnd: dict, wanted: frozenset[str]) -> dict:
         "lv": pat["lung_v"] + 0.3 * (insp - 1.0),
         "domes": (pat["dome_r"] * insp, pat["dome_l"] * insp),
         "thorax_w": thorax_w,
+        "ctr": ctr,
         "dome_l": pat["dome_l"],
         "medi_w": pat["medi_w"],
         "heart": (h_right + hx, pat["dome_l"] * insp + 0.06 - hy, ha, hb, ct, sn, 0.8 * hx),
         "rib_phase": pat["rib_phase"],
         "rib_spacing": pat["rib_spacing"],
-        "mass": (
-            (-1.0 if fnd["mass_side"] == 0 else 1.0) * (pat["lung_u"] + fnd["mass_lat"]),
-            fnd["mass_v"],
-            fnd["mass_r"],
-            fnd["mass_c"],
-        )
-        if "soft tissue mass" in wanted
-        else None,
+        "mass": _mass_centre(pat, fnd) + (fnd["mass_r"], fnd["mass_c"]) if "soft tissue mass" in wanted else None,
         "effusion": tuple(
             (fnd["eff_height"][k], fnd["eff_meniscus"][k]) if fnd["eff_sides"] in (k, 2) else None
             for k in (0, 1)
@@ -296,6 +290,15 @@ def _scene(pat: dict, acq: dict, fnd: dict, wanted: frozenset[str]) -> dict:
         if "effusion" in wanted
         else (None, None),
     }
+
+
+def _mass_centre(pat: dict, fnd: dict) -> tuple[float, float]:
+    """Mass centre inside a lung field; in the left lung, above and lateral to the heart."""
+    if fnd["mass_side"] == 0:  # patient's right lung, image-left
+        lat, v = -0.10 + 0.24 * fnd["mass_lat"], -0.45 + 0.45 * fnd["mass_v"]
+        return -(pat["lung_u"] + lat), v
+    lat, v = -0.02 + 0.16 * fnd["mass_lat"], -0.45 + 0.30 * fnd["mass_v"]
+    return pat["lung_u"] + lat, v
 
 
 def _attenuation(sc: dict, u: np.ndarray, v: np.ndarray, markings: np.ndarray, px: float) -> np.ndarray:
@@ -449,10 +452,10 @@ def sample_cohort(
     seed = _check_seed("seed", seed)
     if n_patients < 0:
         raise ValueError(f"n_patients must be >= 0, got {n_patients}")
-    if isinstance(images_per_patient, (int, np.integer)):
-        lo = hi = int(images_per_patient)
-    else:
-        lo, hi = (int(k) for k in images_per_patient)
+    counts = [images_per_patient] if isinstance(images_per_patient, (int, np.integer)) else list(images_per_patient)
+    if len(counts) not in (1, 2):
+        raise ValueError(f"images_per_patient must be a count or a (low, high) pair, got {images_per_patient!r}")
+    lo, hi = int(counts[0]), int(counts[-1])
     if lo < 1 or hi < lo:
         raise ValueError(f"images_per_patient must be >= 1 (low <= high), got {images_per_patient!r}")
     prev = np.array([st.prevalence_of(f) for f in FINDINGS])

@@ -23,7 +23,6 @@ CLEARANCE_NAME = "clearance.json"
 IMAGE_MODES = {"L": 8, "I;16": 16, "RGB": 8}
 MANIFEST_PATH_COLUMN = "path"
 MANIFEST_INFO_COLUMNS = ("patient_id", "prompt", "seed")
-DATA_FORMATS = ("manifest",)
 
 
 @dataclass(frozen=True)
@@ -50,11 +49,16 @@ class ClassSpec:
 
 @dataclass(frozen=True)
 class DataRef:
-    """A labelled real image collection the release refers to (reference or generator source)."""
+    """A labelled real image collection the release refers to (reference or generator source).
+
+    ``options`` holds the format's own keys; the adapter for ``format`` validates them.
+    """
 
     path: Path
     format: str
     datasets: tuple[str, ...]
+    options: dict = field(default_factory=dict, compare=False)
+    config_file: Path | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -204,8 +208,9 @@ def _data_ref(table: Table | None, base: Path, default_datasets: tuple[str, ...]
     datasets = tuple(table.get_list("datasets", str, list(default_datasets)))
     if not datasets:
         raise table.error("datasets", "name the data set(s) these images come from")
-    ref = DataRef(path=path, format=table.get("format", str, "manifest", choices=DATA_FORMATS), datasets=datasets)
-    table.finish()
+    data_format = table.get("format", str, "manifest")
+    options = {key: value for key, value in table.data.items() if key not in ("path", "datasets", "format")}
+    ref = DataRef(path=path, format=data_format, datasets=datasets, options=options, config_file=table.file)
     if not path.exists():
         raise table.error("path", f"{path} does not exist")
     return ref

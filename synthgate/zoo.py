@@ -87,17 +87,17 @@ _DATASET_ALIASES: dict[str, str] = {
 
 # Data sets whose images are (a subset of) another collection's images.
 _DERIVED_FROM: dict[str, frozenset[str]] = {
-    # xrv NIH_Google_Dataset: "A subset of the NIH ChestX-ray14 dataset
-    # re-annotated by radiologists at Google" (Majkowska et al. 2019).
+    # xrv NIH_Google_Dataset: "A subset of the NIH ChestX-ray14 dataset that
+    # has been re-annotated by radiologists at Google" (Majkowska et al. 2019).
     "google-nih": frozenset({"nih-chestxray14"}),
     # xrv RSNA_Pneumonia_Dataset: "A subset of the NIH ChestX-ray14 images
     # re-annotated ... for the 2018 RSNA Pneumonia Detection Challenge".
     "rsna-pneumonia": frozenset({"nih-chestxray14"}),
-    # RANZCR CLiP (Tang et al. 2021, Sci Data 8:119): catheter/line labels
-    # drawn on NIH ChestX-ray14 images.
+    # RANZCR CLiP (Tang et al. 2021, "CLiP, catheter and line position
+    # dataset", Scientific Data): line labels drawn on NIH ChestX-ray14 images.
     "ranzcr-clip": frozenset({"nih-chestxray14"}),
-    # SIIM-ACR Pneumothorax (Filice et al. 2020, J Digit Imaging 33:490):
-    # pneumothorax masks drawn on NIH ChestX-ray14 images.
+    # SIIM-ACR Pneumothorax (Filice et al. 2020, "Crowdsourcing pneumothorax
+    # annotations ... on the NIH chest X-ray dataset", J Digit Imaging).
     "siim-acr-pneumothorax": frozenset({"nih-chestxray14"}),
     # xrv CheXlocalize_Dataset: "the official CheXpert validation and test
     # image sets" with masks.
@@ -152,7 +152,7 @@ def training_fingerprint(image_hashes: Iterable[str]) -> str:
     hashes = sorted(image_hashes)
     if not hashes:
         raise ValueError("training_fingerprint needs at least one image hash")
-    return hashlib.sha256("\n".join(hashes).encode("ascii")).hexdigest()
+    return hashlib.sha256("\n".join(hashes).encode("utf-8")).hexdigest()
 
 
 # --------------------------------------------------------------------------
@@ -549,14 +549,12 @@ def _torch_load(path: Path, allowed_classes: list[type]) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except _RefusedGlobal as exc:
         raise _refusal(path, [exc.name]) from None
-    except pickle.UnpicklingError as exc:
-        named = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if named:
-            raise _refusal(path, [named.group(1)]) from None
-        raise ModelLoadError(f"{path}: refused to load: {exc}") from None
     except ModelLoadError:
         raise
     except Exception as exc:  # corrupt or foreign files fail in many ways inside torch.load
+        named = re.search(r"GLOBAL ([\w.]+)", str(exc)) if isinstance(exc, pickle.UnpicklingError) else None
+        if named:  # torch's weights-only unpickler refused it
+            raise _refusal(path, [named.group(1)]) from None
         raise ModelLoadError(f"{path}: not a readable torch weights file: {exc}") from None
 
 

@@ -173,6 +173,12 @@ def test_malicious_checkpoint_is_refused_and_not_run(kind, tmp_path):
     assert str(path) in str(caught.value)
 
 
+def test_unreadable_file_is_a_load_error(tmp_path):
+    (tmp_path / zoo.weights_filename("pc")).write_bytes(b"<html>rate limited</html>")
+    with pytest.raises(ModelLoadError, match="not a readable torch weights file"):
+        zoo.load_xrv_weights("pc", tmp_path)
+
+
 def test_wrong_shapes_are_refused(tmp_path):
     torch.save(zoo.build_densenet(14), tmp_path / zoo.weights_filename("nih"))
     with pytest.raises(ModelLoadError, match=r"wrong shapes: classifier\.bias \(14,\) != \(18,\)"):
