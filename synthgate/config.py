@@ -71,11 +71,13 @@ class Table:
             raise self.error(key, f"{value!r} is not one of {sorted(choices)}")
         return value
 
-    def get_list(self, key: str, item_kind: type, default: Any = ...) -> list:
+    def get_list(self, key: str, item_kind: type | tuple[type, ...], default: Any = ...) -> list:
         value = self.get(key, list, default)
+        kinds = item_kind if isinstance(item_kind, tuple) else (item_kind,)
         for index, item in enumerate(value):
-            if not isinstance(item, item_kind):
-                raise self.error(f"{key}[{index}]", f"expected {item_kind.__name__}, got {item!r}")
+            if isinstance(item, bool) or not isinstance(item, kinds):
+                names = " or ".join(k.__name__ for k in kinds)
+                raise self.error(f"{key}[{index}]", f"expected {names}, got {item!r}")
         return value
 
     def table(self, key: str, default: Any = ...) -> "Table | None":
@@ -85,6 +87,11 @@ class Table:
     def path(self, key: str, base: Path, default: Any = ...) -> Path | None:
         value = self.get(key, str, default)
         return None if value is None else (base / value).resolve()
+
+    def finish_with(self, known) -> None:
+        """Like :meth:`finish`, for tables whose keys are names from ``known`` (suggested on a typo)."""
+        self._known.update(known)
+        self.finish()
 
     def finish(self) -> None:
         unknown = [key for key in self.data if key not in self._known]

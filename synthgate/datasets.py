@@ -47,6 +47,19 @@ class Collection:
             groups=tuple(self.groups[i] for i in index),
         )
 
+    def concat(self, other: "Collection") -> "Collection":
+        if other.classes != self.classes:
+            raise ValueError(f"cannot mix collections with classes {self.classes} and {other.classes}")
+        return Collection(
+            name=f"{self.name} + {other.name}",
+            datasets=tuple(dict.fromkeys(self.datasets + other.datasets)),
+            paths=self.paths + other.paths,
+            digests=self.digests + other.digests,
+            labels=np.concatenate([self.labels, other.labels]),
+            classes=self.classes,
+            groups=self.groups + other.groups,
+        )
+
     @property
     def fingerprint(self) -> str:
         """sha256 over the sorted image hashes: which exact images a model was trained on."""
@@ -93,9 +106,10 @@ def from_manifest(folder: Path, name: str, datasets: tuple[str, ...], classes: t
 
 def load(ref: DataRef, name: str, classes: tuple[str, ...] | None = None) -> Collection:
     """The collection a release config points at, through the adapter for its format."""
-    where = ref.config_file or ref.path
-    if ref.format == "manifest":
-        if ref.options:
-            raise ConfigError(where, next(iter(ref.options)), "unknown key for format 'manifest'")
-        return from_manifest(ref.path, name, ref.datasets, classes)
-    raise ConfigError(where, "format", f"unknown data format {ref.format!r} (known: manifest)")
+    if ref.format != "manifest":
+        from synthgate import adapters  # imported here: adapters build on Collection
+
+        return adapters.load(ref, name, classes)
+    if ref.options:
+        raise ConfigError(ref.config_file or ref.path, next(iter(ref.options)), "unknown key for format 'manifest'")
+    return from_manifest(ref.path, name, ref.datasets, classes)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -39,6 +40,13 @@ class Item:
     labels: dict[str, int]
     patient_id: str
     seed: int
+    spec: phantoms.PhantomSpec | None = None
+    site: str = "site-a"
+
+    def rerender(self, findings: frozenset[str]) -> None:
+        """Draw the same image again with other findings (the labels are left as they are)."""
+        spec = dataclasses.replace(self.spec, findings=frozenset(findings))
+        self.pixels = phantoms.render_spec(spec, site=self.site, size=self.pixels.shape[0])
 
 
 # --------------------------------------------------------------------------- world
@@ -60,6 +68,8 @@ def _cohort_items(section: Table, size: int, seed: int, prefix: str) -> tuple[st
             labels={name: int(name in spec.findings) for name in phantoms.FINDINGS},
             patient_id=spec.patient_id,
             seed=spec.image_seed,
+            spec=spec,
+            site=site,
         )
         for index, spec in enumerate(specs)
     ]
@@ -125,7 +135,34 @@ def _drop_class(items, rng, params):
         items.remove(item)
 
 
+def _shuffle_labels(items, rng, params):
+    """Labels permuted across images: each label vector now belongs to another image."""
+    order = rng.permutation(len(items))
+    shuffled = [dict(items[i].labels) for i in order]
+    for item, labels in zip(items, shuffled):
+        item.labels = labels
+
+
+def _finding_missing(items, rng, params):
+    """Images labelled with a finding but drawn without it (a generator ignoring its condition)."""
+    name = params.get("class", "soft tissue mass")
+    for item in items:
+        if item.labels[name]:
+            item.rerender(item.spec.findings - {name})
+
+
+def _single_class(items, rng, params):
+    """Every image drawn and labelled with exactly one finding (label collapse)."""
+    name = params.get("class", "effusion")
+    for item in items:
+        item.rerender(frozenset({name}))
+        item.labels = {label: int(label == name) for label in item.labels}
+
+
 ITEM_DEFECTS = {
+    "shuffled-labels": _shuffle_labels,
+    "finding-missing": _finding_missing,
+    "single-class": _single_class,
     "wrong-size": _wrong_size,
     "blank": _blank,
     "exact-duplicates": _duplicates,

@@ -36,6 +36,10 @@ OPTIONS = (
     ("weights_dir", "DIR", "folder holding torchxrayvision weight files (default $SYNTHGATE_WEIGHTS_DIR)"),
     ("device", "DEVICE", "torch device for inference and training (default: cuda when available, else cpu)"),
     ("gate_summary", "PATH", "write the machine-readable gate summary (JSON) here"),
+    ("utility_mode", "MODE", "retraining learner: probe (default), finetune or scratch; overrides release.toml"),
+    ("utility_ratios", "R,R,..", "synthetic:real ratios for R+S, e.g. 1,2,3; overrides release.toml"),
+    ("utility_sizes", "F,F,..", "fractions of the real training set, e.g. 0.1,0.5,1; overrides release.toml"),
+    ("utility_seeds", "S,S,..", "seeds per grid cell, e.g. 0,1,2; overrides release.toml"),
 )
 
 
@@ -55,6 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for family, description in FAMILIES.items():
         config.addinivalue_line("markers", f"{family}: gate criteria: {description}")
     config.addinivalue_line("markers", "slow: gate criteria that train models")
+    config.addinivalue_line("markers", "gate_criterion(name): parametrise a check by the classes that declare criterion `name`")
     config.stash[evaluation_key] = None
     config.pluginmanager.register(GateRecorder(config), "synthgate-recorder")
     if config.pluginmanager.hasplugin("html"):
@@ -72,24 +77,63 @@ def _open_evaluation(config: pytest.Config) -> ReleaseEvaluation:
     extra = [Path(option(config, "releases_dir"))] if option(config, "releases_dir") else []
     search_path = default_search_path(Path(config.rootpath), extra)
     weights = option(config, "weights_dir")
-    options = GateOptions(cache_dir=cache_dir, weights_dir=Path(weights) if weights else None, device=option(config, "device"))
+    options = GateOptions(
+        cache_dir=cache_dir,
+        weights_dir=Path(weights) if weights else None,
+        device=option(config, "device"),
+        utility_overrides=_utility_overrides(config),
+    )
     try:
         return ReleaseEvaluation(load_release(resolve(name, search_path, cache_dir)), options)
     except (ReleaseNotFound, ConfigError) as error:
         raise pytest.UsageError(str(error)) from None
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Open the release before any test runs, so a bad name or config is one clear error."""
-    if any("release_evaluation" in getattr(item, "fixturenames", ()) for item in items):
+def _utility_overrides(config: pytest.Config) -> dict:
+    overrides = {}
+    for field, convert in (("mode", str), ("ratios", float), ("sizes", float), ("seeds", int)):
+        value = option(config, f"utility_{field}")
+        if value is None:
+            continue
+        try:
+            overrides[field] = value if field == "mode" else tuple(convert(v) for v in value.split(","))
+        except ValueError:
+            raise pytest.UsageError(f"--utility-{field}: expected comma-separated numbers, got {value!r}") from None
+    if overrides.get("mode", "probe") not in ("probe", "finetune", "scratch"):
+        raise pytest.UsageError(f"--utility-mode: expected probe, finetune or scratch, got {overrides['mode']!r}")
+    return overrides
+
+
+def evaluation_of(config: pytest.Config) -> ReleaseEvaluation:
+    """The session's release evaluation, opened on first use (one clear error if the release is bad)."""
+    if config.stash[evaluation_key] is None:
         config.stash[evaluation_key] = _open_evaluation(config)
+    return config.stash[evaluation_key]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise each criterion check by the classes that declare a threshold for it."""
+    marker = metafunc.definition.get_closest_marker("gate_criterion")
+    if marker is None or "criterion" not in metafunc.fixturenames:
+        return
+    criteria = [c for c in evaluation_of(metafunc.config).release.criteria if c.name == marker.args[0]]
+    metafunc.parametrize("criterion", criteria or [None], ids=[c.class_name for c in criteria] or ["not-declared"])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Open the release before any test runs; drop criteria no class declares (reported, not gated)."""
+    if any("release_evaluation" in getattr(item, "fixturenames", ()) for item in items):
+        evaluation_of(config)
+    undeclared = [i for i in items if getattr(i, "callspec", None) and i.callspec.params.get("criterion", 0) is None]
+    if undeclared:
+        config.hook.pytest_deselected(items=undeclared)
+        items[:] = [item for item in items if item not in undeclared]
 
 
 @pytest.fixture(scope="session")
 def release_evaluation(pytestconfig: pytest.Config) -> ReleaseEvaluation:
     """The release under test with every result the gate computes, shared by all checks."""
-    evaluation = pytestconfig.stash[evaluation_key]
-    return evaluation if evaluation is not None else _open_evaluation(pytestconfig)
+    return evaluation_of(pytestconfig)
 
 
 @pytest.fixture(scope="session")
@@ -122,6 +166,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if call.excinfo is None or call.when != "call":
         return
     report.synthgate_message = str(call.excinfo.value)
+    if isinstance(call.excinfo.value, GateFailure):
+        report.longrepr = f"{item.nodeid}\n{call.excinfo.value}"  # the verdict, not a traceback
     if isinstance(call.excinfo.value, GateFailure) and call.excinfo.value.rows and item.config.pluginmanager.hasplugin("html"):
         from pytest_html import extras
 

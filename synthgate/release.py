@@ -75,6 +75,56 @@ class IntegritySpec:
     near_duplicate_bits: int = 4
 
 
+# Gate criteria a release may declare per class: name -> (family, what is compared with the threshold).
+CRITERIA = {
+    "pretrained_auroc": ("fidelity", "AUROC of the pretrained model on the synthetic images"),
+    "pretrained_accuracy": ("fidelity", "accuracy of the pretrained model on the synthetic images"),
+    "pretrained_precision": ("fidelity", "precision of the pretrained model on the synthetic images"),
+    "pretrained_recall": ("fidelity", "recall of the pretrained model on the synthetic images"),
+    "synthetic_minus_real_auroc": ("fidelity", "pretrained AUROC on synthetic minus on real test images"),
+    "train_on_synthetic_auroc": ("utility", "real-test AUROC of a model trained on synthetic images only"),
+    "mix_minus_real_auroc": ("utility", "real-test AUROC of real+synthetic minus real only (worst ratio, full size)"),
+    "pretrain_minus_real_auroc": ("utility", "real-test AUROC of synthetic pre-training + real fine-tuning minus real only"),
+}
+JUDGE_ON = ("point", "ci_low", "ci_high")
+UTILITY_MODES = ("probe", "finetune", "scratch")
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """A threshold on one measured quantity for one class: ``value >= minimum``.
+
+    ``judge`` says which number must clear it: the point estimate, the lower CI
+    bound (strict: confidently above) or the upper CI bound (lenient: not
+    confidently below).
+    """
+
+    name: str
+    class_name: str
+    minimum: float
+    judge: str
+
+    @property
+    def family(self) -> str:
+        return CRITERIA[self.name][0]
+
+
+@dataclass(frozen=True)
+class UtilitySpec:
+    """The retraining grid: learner mode, synthetic:real ratios, real-data sizes, seeds."""
+
+    mode: str = "probe"
+    ratios: tuple[float, ...] = (1.0, 2.0, 3.0)
+    sizes: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
+    seeds: tuple[int, ...] = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class StatisticsSpec:
+    n_boot: int = 1000
+    seed: int = 0
+
+
 @dataclass(frozen=True)
 class ManifestRow:
     line: int
@@ -109,6 +159,9 @@ class Release:
     reference: ReferenceSpec | None
     model: dict
     integrity: IntegritySpec
+    criteria: tuple[Criterion, ...]
+    utility: UtilitySpec
+    statistics: StatisticsSpec
     manifest: Manifest
     raw_config: dict = field(repr=False, compare=False)
 
@@ -161,6 +214,9 @@ def load_release(root: Path | str) -> Release:
     reference = _reference(top.table("reference", None), root)
     model = top.get("model", dict, {})
     integrity = _integrity(top.table("integrity", {}))
+    criteria = _criteria(top.table("criteria", {}), {c.name for c in classes})
+    utility = _utility(top.table("utility", {}))
+    statistics = _statistics(top.table("statistics", {}))
     top.finish()
 
     return Release(
@@ -175,6 +231,9 @@ def load_release(root: Path | str) -> Release:
         reference=reference,
         model=model,
         integrity=integrity,
+        criteria=criteria,
+        utility=utility,
+        statistics=statistics,
         manifest=read_manifest(manifest_file),
         raw_config=raw,
     )
@@ -229,6 +288,55 @@ def _integrity(table: Table) -> IntegritySpec:
         blank_std=table.get("blank_std", float, IntegritySpec.blank_std),
         near_duplicate_bits=table.get("near_duplicate_bits", int, IntegritySpec.near_duplicate_bits),
     )
+    table.finish()
+    return spec
+
+
+def _criteria(table: Table, class_names: set[str]) -> tuple[Criterion, ...]:
+    """``[criteria."soft tissue mass"] pretrained_auroc = 0.8`` or ``= { min = 0.8, judge = "ci_low" }``."""
+    default_judge = table.get("judge", str, "point", choices=JUDGE_ON)
+    criteria = []
+    for class_name in [key for key in table.data if key != "judge"]:
+        if class_name not in class_names:
+            raise table.error(class_name, f"not a declared class ({', '.join(sorted(class_names))})")
+        per_class = table.table(class_name)
+        for name in list(per_class.data):
+            if name not in CRITERIA:
+                per_class.finish_with(CRITERIA)
+            value = per_class.get(name, (float, dict))
+            if isinstance(value, dict):
+                spec = per_class.table(name)
+                minimum, judge = spec.get("min", float), spec.get("judge", str, default_judge, choices=JUDGE_ON)
+                spec.finish()
+            else:
+                minimum, judge = value, default_judge
+            criteria.append(Criterion(name, class_name, minimum, judge))
+    table.finish()
+    return tuple(criteria)
+
+
+def _utility(table: Table) -> UtilitySpec:
+    defaults = UtilitySpec()
+    spec = UtilitySpec(
+        mode=table.get("mode", str, defaults.mode, choices=UTILITY_MODES),
+        ratios=tuple(float(v) for v in table.get_list("ratios", (int, float), list(defaults.ratios))),
+        sizes=tuple(float(v) for v in table.get_list("sizes", (int, float), list(defaults.sizes))),
+        seeds=tuple(table.get_list("seeds", int, list(defaults.seeds))),
+    )
+    if not spec.seeds:
+        raise table.error("seeds", "give at least one seed")
+    if any(not 0 < size <= 1 for size in spec.sizes) or not spec.sizes:
+        raise table.error("sizes", f"fractions of the real training set in (0, 1], got {list(spec.sizes)}")
+    if any(ratio <= 0 for ratio in spec.ratios):
+        raise table.error("ratios", f"synthetic:real ratios must be positive, got {list(spec.ratios)}")
+    table.finish()
+    return spec
+
+
+def _statistics(table: Table) -> StatisticsSpec:
+    spec = StatisticsSpec(n_boot=table.get("n_boot", int, 1000), seed=table.get("seed", int, 0))
+    if spec.n_boot < 100:
+        raise table.error("n_boot", "use at least 100 bootstrap replicates")
     table.finish()
     return spec
 

@@ -8,7 +8,8 @@ cached property: computed on first use, once per session, and the expensive ones
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -26,6 +27,7 @@ class GateOptions:
     cache_dir: Path
     weights_dir: Path | None = None
     device: str | None = None
+    utility_overrides: dict = field(default_factory=dict)  # UtilitySpec fields set on the command line
 
 
 def default_cache_dir() -> Path:
@@ -174,3 +176,66 @@ class ReleaseEvaluation:
     def embeddings(self, collection: Collection):
         """Features and scores of a collection under the evaluating model (cached by image hash)."""
         return self.extractor(collection.paths, collection.digests)
+
+    # ------------------------------------------------------------------ experiments
+
+    @cached_property
+    def utility_spec(self):
+        return dataclasses.replace(self.release.utility, **self.options.utility_overrides)
+
+    def _class_outputs(self) -> dict[str, int]:
+        """Release class -> index of the model output it maps to."""
+        outputs = list(self.model.outputs)
+        missing = [c for c in self.release.classes if c.model_output not in outputs]
+        if missing:
+            trained = ", ".join(o for o in outputs if o)
+            raise ConfigError(
+                self.release.config_file,
+                f"classes.{missing[0].name}.model_output",
+                f"{missing[0].model_output!r} is not an output of the model (outputs: {trained})",
+            )
+        return {c.name: outputs.index(c.model_output) for c in self.release.classes}
+
+    @cached_property
+    def splits(self) -> dict[str, Collection]:
+        """The collections every experiment uses: validation pool, validation, real test, synthetic."""
+        from synthgate.experiments import validation_split
+
+        pool, validation = validation_split(self.reference_train)
+        return {
+            "pool": self.reference_train.subset(pool, "reference train (pool)"),
+            "validation": self.reference_train.subset(validation, "reference validation"),
+            "test": self.reference_test,
+            "synthetic": self.synthetic,
+        }
+
+    @cached_property
+    def pretrained(self):
+        from synthgate.experiments import pretrained_evaluation
+
+        index = self._class_outputs()
+        scored = {name: self.embeddings(collection).scores for name, collection in self.splits.items()}
+        labels, scores = {}, {}
+        for name, k in index.items():
+            labels[name] = tuple(self.splits[s].column(name) for s in ("validation", "test", "synthetic"))
+            scores[name] = tuple(scored[s][:, k] for s in ("validation", "test", "synthetic"))
+        stats = self.release.statistics
+        return pretrained_evaluation(labels, scores, n_boot=stats.n_boot, seed=stats.seed)
+
+    @cached_property
+    def utility(self):
+        """The retraining grid, every cell tested on the real reference test set."""
+        from synthgate.experiments import Features, ProbeGrid, standardised_features
+
+        spec = self.utility_spec
+        if spec.mode != "probe":
+            from synthgate.experiments import NetworkGrid
+
+            return NetworkGrid(self.splits, self.model, spec, self.release.statistics, self.device).run()
+        splits = self.splits
+        features = [self.embeddings(splits[name]).features for name in ("pool", "validation", "test", "synthetic")]
+        standardised = standardised_features(*features)
+        pool, validation, test, synthetic = (
+            Features(x, splits[name].labels) for x, name in zip(standardised, ("pool", "validation", "test", "synthetic"))
+        )
+        return ProbeGrid(pool, validation, test, synthetic, self.release.class_names, spec, self.release.statistics).run()
