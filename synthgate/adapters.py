@@ -173,7 +173,8 @@ def _patient_rule(options: Table) -> Callable[[Path], str | None]:
         except re.error as error:
             raise options.error("patient_id", f"neither a named rule ({known}) nor a valid regex: {error}") from None
         if pattern.groups != 1:
-            raise options.error("patient_id", f"a regex needs exactly one (group) capturing the patient id, {rule!r} has {pattern.groups}")
+            raise options.error("patient_id", f"a regex needs exactly one (group), capturing the patient id; "
+                                              f"{rule!r} has {pattern.groups}")
 
     def patient(file: Path) -> str | None:
         match = pattern.fullmatch(file.name)
@@ -208,7 +209,8 @@ def load_medmnist(ref: DataRef, options: Table, name: str, classes: tuple[str, .
 
     for class_name, index in mapping.items():
         if index < 0 or task == "multi-label" and index >= labels.shape[1]:
-            raise options.error(f"classes.{class_name}", f"label index {index} is not a column of {split}_labels {labels.shape}")
+            raise options.error(f"classes.{class_name}",
+                                f"label index {index} is not valid for {task} {split}_labels of shape {labels.shape}")
     columns = [labels[:, 0] == i if task == "multi-class" else labels[:, i] == 1 for i in mapping.values()]
     paths = [target / f"{i:06d}.png" for i in range(len(labels))]
     if not all(p.is_file() for p in paths):
@@ -355,10 +357,12 @@ def load_label_table(spec: LabelTable, ref: DataRef, options: Table, name: str,
     if absent and not limit_to_present:
         row, image = absent[0]
         more = f" and {len(absent) - 1} more" if len(absent) > 1 else ""
-        raise ConfigError(table_file, f"row {row}", f"no image {ref.path / image}{more} (limit_to_present = true skips absent images)")
+        raise ConfigError(table_file, f"row {row}",
+                          f"no image {ref.path / image}{more} (limit_to_present = true skips absent images)")
     if absent:
         skipped["image file absent"] = len(absent)
-    return _collection(ref, name, options, mapping, paths, labels, groups, sorted(vocabulary), TableCollection, skipped=skipped)
+    return _collection(ref, name, options, mapping, paths, labels, groups, sorted(vocabulary), TableCollection,
+                       skipped=skipped)
 
 
 def _xrv_table(spec: LabelTable, options: Table) -> Path:

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -42,30 +41,32 @@ def _features(x, name: str, keep_float_dtype: bool = False) -> np.ndarray:
 # --------------------------------------------------------------------------- FD / KID
 
 
-def frechet_distance_from_stats(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+def frechet_distance_from_stats(mu1, sigma1, mu2, sigma2) -> float:
     """Fréchet distance between Gaussians N(mu1, sigma1) and N(mu2, sigma2).
 
-    ``sqrtm`` of a product of singular covariances (fewer samples than
-    dimensions) can fail; then ``eps * I`` is added to both, as in pytorch-fid.
+    The trace of sqrtm(sigma1 @ sigma2) is computed from symmetric eigenvalue
+    problems (it equals the sum of square roots of the eigenvalues of
+    sigma1^1/2 sigma2 sigma1^1/2): exact for covariance matrices, stable when
+    they are singular (fewer samples than dimensions), and ~10x faster than
+    scipy's general ``sqrtm`` on 1024-d features.
     """
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
-    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(len(sigma1)) * eps
-        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    values, vectors = np.linalg.eigh(sigma1)
+    root1 = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    trace_covmean = np.sqrt(np.clip(np.linalg.eigvalsh(root1 @ sigma2 @ root1), 0, None)).sum()
     diff = mu1 - mu2
-    fd = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(np.real(covmean))
+    fd = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_covmean
     return max(float(fd), 0.0)  # clip rounding noise below the true minimum of 0
 
 
-def frechet_distance(x, y, eps: float = 1e-6) -> float:
+def frechet_distance(x, y) -> float:
     """Fréchet (FID-style) distance between Gaussian fits of two feature sets."""
     x, y = _features(x, "x"), _features(y, "y")
     if len(x) < 2 or len(y) < 2:
         raise ValueError("frechet_distance needs at least two samples per set")
     return frechet_distance_from_stats(x.mean(0), np.cov(x, rowvar=False),
-                                       y.mean(0), np.cov(y, rowvar=False), eps)
+                                       y.mean(0), np.cov(y, rowvar=False))
 
 
 def kid(x, y, subsets: int = 50, subset_size: int = 1000, seed: int = 0) -> MeanStd:

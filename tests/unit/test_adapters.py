@@ -205,9 +205,9 @@ def test_medmnist_multi_label_rgb_and_env_cache(tmp_path, monkeypatch):
     "options, key, words",
     [
         ({"split": "valid"}, "split", "is not one of"),
-        ({"task": "multi-label", "classes": {"pneumonia": 1}}, "classes.pneumonia", "not a column"),
+        ({"task": "multi-label", "classes": {"pneumonia": 1}}, "classes.pneumonia", "is not valid for"),
         ({"classes": {"pneumonia": 7}}, "classes.pneumonia", "has label 7"),
-        ({"classes": {"pneumonia": -1}}, "classes.pneumonia", "not a column"),
+        ({"classes": {"pneumonia": -1}}, "classes.pneumonia", "is not valid for"),
         ({"cahce": "x"}, "cahce", "did you mean 'cache'"),
     ],
 )

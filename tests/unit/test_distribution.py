@@ -69,20 +69,16 @@ def test_frechet_identical_sets_is_zero_and_singular_covariance_is_finite():
         frechet_distance(x[:1], x)
 
 
-def test_frechet_retries_with_eps_when_sqrtm_fails(monkeypatch):
+def test_frechet_matches_scipy_sqrtm_and_handles_singular_covariances():
     import scipy.linalg
 
-    real_sqrtm = scipy.linalg.sqrtm
-    calls = []
-
-    def flaky_sqrtm(a):
-        calls.append(a)
-        return np.full_like(a, np.nan) if len(calls) == 1 else real_sqrtm(a)
-
-    monkeypatch.setattr(scipy.linalg, "sqrtm", flaky_sqrtm)
-    s = np.diag([1.0, 0.0])  # singular
-    assert frechet_distance_from_stats([0, 0], s, [0, 0], s, eps=1e-6) == pytest.approx(0, abs=1e-5)
-    np.testing.assert_allclose(calls[1], (s + 1e-6 * np.eye(2)) @ (s + 1e-6 * np.eye(2)))
+    rng = np.random.default_rng(5)
+    s1, s2 = _spd(6, rng), _spd(6, rng)
+    mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
+    reference = (mu1 - mu2) @ (mu1 - mu2) + np.trace(s1 + s2) - 2 * np.trace(np.real(scipy.linalg.sqrtm(s1 @ s2)))
+    assert frechet_distance_from_stats(mu1, s1, mu2, s2) == pytest.approx(reference, rel=1e-9)
+    singular = np.diag([1.0, 0.0])
+    assert frechet_distance_from_stats([0, 0], singular, [0, 0], singular) == pytest.approx(0, abs=1e-9)
 
 
 # ----------------------------------------------------------------------------- KID
