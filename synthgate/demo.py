@@ -106,28 +106,28 @@ def _pick(items: list[Item], rng: np.random.Generator, count: int = 1) -> list[I
     return [items[i] for i in rng.choice(len(items), size=count, replace=False)]
 
 
-def _wrong_size(items, rng, params):
+def _wrong_size(items, rng, params, world):
     for item in _pick(items, rng, params.get("count", 2)):
         item.pixels = np.asarray(Image.fromarray(item.pixels).resize((item.pixels.shape[1] + 8, item.pixels.shape[0] + 8)))
 
 
-def _blank(items, rng, params):
+def _blank(items, rng, params, world):
     for k, item in enumerate(_pick(items, rng, params.get("count", 2))):
         item.pixels = np.full_like(item.pixels, 100 + k)
 
 
-def _duplicates(items, rng, params):
+def _duplicates(items, rng, params, world):
     for k, item in enumerate(_pick(items, rng, params.get("count", 2))):
         items.append(Item(f"images/copy_{k}.png", item.pixels.copy(), dict(item.labels), item.patient_id, item.seed))
 
 
-def _unknown_label(items, rng, params):
+def _unknown_label(items, rng, params, world):
     column = params.get("column", "pneumothorax")
     for item in items:
         item.labels[column] = int(rng.random() < 0.2)
 
 
-def _drop_class(items, rng, params):
+def _drop_class(items, rng, params, world):
     """Keep only ``keep`` positives of one class, so that it falls below its minimum count."""
     name, keep = params.get("class", "effusion"), params.get("keep", 3)
     positives = [item for item in items if item.labels[name]]
@@ -135,7 +135,7 @@ def _drop_class(items, rng, params):
         items.remove(item)
 
 
-def _shuffle_labels(items, rng, params):
+def _shuffle_labels(items, rng, params, world):
     """Labels permuted across images: each label vector now belongs to another image."""
     order = rng.permutation(len(items))
     shuffled = [dict(items[i].labels) for i in order]
@@ -143,7 +143,7 @@ def _shuffle_labels(items, rng, params):
         item.labels = labels
 
 
-def _finding_missing(items, rng, params):
+def _finding_missing(items, rng, params, world):
     """Images labelled with a finding but drawn without it (a generator ignoring its condition)."""
     name = params.get("class", "soft tissue mass")
     for item in items:
@@ -151,7 +151,7 @@ def _finding_missing(items, rng, params):
             item.rerender(item.spec.findings - {name})
 
 
-def _single_class(items, rng, params):
+def _single_class(items, rng, params, world):
     """Every image drawn and labelled with exactly one finding (label collapse)."""
     name = params.get("class", "effusion")
     for item in items:
@@ -159,7 +159,46 @@ def _single_class(items, rng, params):
         item.labels = {label: int(label == name) for label in item.labels}
 
 
+def _jitter(pixels: np.ndarray, rng, shift: int, noise: float) -> np.ndarray:
+    """Move an image by up to ``shift`` pixels and add Gaussian noise: a near-copy, not a copy."""
+    dy, dx = rng.integers(-shift, shift + 1, size=2)
+    moved = np.roll(pixels.astype(np.float32), (int(dy), int(dx)), axis=(0, 1))
+    return np.clip(moved + rng.normal(0, noise, pixels.shape), 0, 255).astype(np.uint8)
+
+
+def _near_copies(items, rng, params, world):
+    """Replace a fraction of the release with near-copies of the generator's training images."""
+    source_rows = _read_rows(world / "source" / "manifest.csv")
+    count = round(params.get("fraction", 0.15) * len(items))
+    for item, k in zip(_pick(items, rng, count), rng.choice(len(source_rows), size=count, replace=False)):
+        row = source_rows[k]
+        original = np.asarray(Image.open(world / "source" / row["path"]))
+        item.pixels = _jitter(original, rng, params.get("shift", 2), params.get("noise", 2.0))
+        item.labels = {name: int(row[name]) for name in item.labels}
+
+
+def _mode_collapse(items, rng, params, world):
+    """A handful of distinct images, every other image a jittered repeat of one of them."""
+    base = _pick(items, rng, params.get("distinct", 12))
+    for k, item in enumerate(items):
+        if item not in base:
+            model = base[k % len(base)]
+            item.pixels, item.labels = _jitter(model.pixels, rng, 1, 2.0), dict(model.labels)
+
+
+def _degrade(items, rng, params, world):
+    """Blur and noise every image: plausible labels, visibly poor images."""
+    from scipy.ndimage import gaussian_filter
+
+    for item in items:
+        blurred = gaussian_filter(item.pixels.astype(np.float32), params.get("blur", 1.2))
+        item.pixels = np.clip(blurred + rng.normal(0, params.get("noise", 12.0), blurred.shape), 0, 255).astype(np.uint8)
+
+
 ITEM_DEFECTS = {
+    "near-copies": _near_copies,
+    "mode-collapse": _mode_collapse,
+    "degraded": _degrade,
     "shuffled-labels": _shuffle_labels,
     "finding-missing": _finding_missing,
     "single-class": _single_class,
@@ -377,7 +416,7 @@ def _build_release(world: Path, name: str, recipe: dict, size: int, rng_seed: in
     defect = recipe.get("defect")
     rng = np.random.default_rng(rng_seed)
     if defect and defect["kind"] in ITEM_DEFECTS:
-        ITEM_DEFECTS[defect["kind"]](items, rng, defect)
+        ITEM_DEFECTS[defect["kind"]](items, rng, defect, world)
     write_collection(target, items, with_patients=False)
     if defect and defect["kind"] in FILE_DEFECTS:
         FILE_DEFECTS[defect["kind"]](target, rng, defect)

@@ -80,3 +80,10 @@ def _cell_value(cells, class_name: str, value_of) -> tuple[Estimate | None, str]
     if problems:
         return None, problems[0]
     return min((value_of(c) for c in cells), key=lambda e: e.value), ""
+
+
+def expect_at_most(value: float, maximum: float, what: str, baseline: str = "", rows: list[dict] | None = None) -> None:
+    """Fail when a release-level number exceeds its maximum, with the real-vs-real baseline beside it."""
+    if value > maximum:
+        beside = f" (real vs real: {baseline})" if baseline else ""
+        raise GateFailure(f"{what} is {value:.3f}{beside}, above the allowed {maximum:.3f}", rows=rows)

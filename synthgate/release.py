@@ -12,7 +12,7 @@ import csv
 import hashlib
 import io
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 
@@ -120,6 +120,23 @@ class UtilitySpec:
 
 
 @dataclass(frozen=True)
+class DistributionSpec:
+    """Thresholds of the distribution checks, each relative to a real-vs-real baseline where it can be."""
+
+    frechet_ratio_max: float = 2.5  # FD(synthetic, real) / FD(real half, real half)
+    detectability_auroc_max: float = 0.75  # classifier two-sample test; 0.5 = indistinguishable
+    duplicate_fraction_max: float = 0.05  # synthetic images with a near-duplicate among the synthetic ones
+    duplicate_similarity: float = 0.9  # pixel similarity that makes two images near-duplicates
+    max_shift: int = 4  # pixels (at 64 px) a near-duplicate may be moved by
+
+
+@dataclass(frozen=True)
+class PrivacySpec:
+    pixel_similarity_max: float = 0.9  # a synthetic image this close to a real one is a memorised copy
+    max_shift: int = 4
+
+
+@dataclass(frozen=True)
 class StatisticsSpec:
     n_boot: int = 1000
     seed: int = 0
@@ -162,6 +179,8 @@ class Release:
     criteria: tuple[Criterion, ...]
     utility: UtilitySpec
     statistics: StatisticsSpec
+    distribution: DistributionSpec
+    privacy: PrivacySpec
     manifest: Manifest
     raw_config: dict = field(repr=False, compare=False)
 
@@ -217,6 +236,8 @@ def load_release(root: Path | str) -> Release:
     criteria = _criteria(top.table("criteria", {}), {c.name for c in classes})
     utility = _utility(top.table("utility", {}))
     statistics = _statistics(top.table("statistics", {}))
+    distribution = _simple_spec(DistributionSpec, top.table("distribution", {}))
+    privacy = _simple_spec(PrivacySpec, top.table("privacy", {}))
     top.finish()
 
     return Release(
@@ -234,6 +255,8 @@ def load_release(root: Path | str) -> Release:
         criteria=criteria,
         utility=utility,
         statistics=statistics,
+        distribution=distribution,
+        privacy=privacy,
         manifest=read_manifest(manifest_file),
         raw_config=raw,
     )
@@ -331,6 +354,16 @@ def _utility(table: Table) -> UtilitySpec:
         raise table.error("ratios", f"synthetic:real ratios must be positive, got {list(spec.ratios)}")
     table.finish()
     return spec
+
+
+def _simple_spec(kind, table: Table):
+    """A spec dataclass of numbers, each key optional with the dataclass default."""
+    values = {f.name: table.get(f.name, float if f.type == "float" else int, f.default) for f in fields(kind)}
+    for key, value in values.items():
+        if value < 0:
+            raise table.error(key, f"must be >= 0, got {value}")
+    table.finish()
+    return kind(**values)
 
 
 def _statistics(table: Table) -> StatisticsSpec:

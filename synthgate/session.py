@@ -239,3 +239,43 @@ class ReleaseEvaluation:
             Features(x, splits[name].labels) for x, name in zip(standardised, ("pool", "validation", "test", "synthetic"))
         )
         return ProbeGrid(pool, validation, test, synthetic, self.release.class_names, spec, self.release.statistics).run()
+
+    # ------------------------------------------------------------------ realism and privacy
+
+    @cached_property
+    def realism_target(self) -> tuple[str, Collection]:
+        """What synthetic images are compared with: the generator's source images if given, else the reference."""
+        if self.source_images is not None:
+            return "generator source images", self.source_images
+        return "reference images", self.reference_train.concat(self.reference_test)
+
+    @cached_property
+    def pixels(self) -> dict[str, np.ndarray]:
+        from synthgate.realism import load_pixels
+
+        sets = {"synthetic": self.synthetic, "target": self.realism_target[1],
+                "reference": self.reference_train.concat(self.reference_test)}
+        return {name: load_pixels(collection) for name, collection in sets.items()}
+
+    @cached_property
+    def distribution(self):
+        from synthgate.realism import compare_distributions
+
+        target_name, target = self.realism_target
+        spec = self.release.distribution
+        return compare_distributions(
+            self.synthetic, self.embeddings(self.synthetic).features, self.pixels["synthetic"],
+            target, self.embeddings(target).features, self.pixels["target"],
+            target_name, spec.duplicate_similarity, spec.max_shift, seed=self.release.statistics.seed,
+        )
+
+    @cached_property
+    def privacy(self):
+        from synthgate.realism import find_memorised
+
+        real_sets = {"reference images": (self.reference_train.concat(self.reference_test), self.pixels["reference"])}
+        if self.source_images is not None:
+            real_sets["generator source images"] = (self.source_images, self.pixels["target"])
+        spec = self.release.privacy
+        return find_memorised(self.synthetic, self.pixels["synthetic"], real_sets, spec.pixel_similarity_max,
+                              spec.max_shift, seed=self.release.statistics.seed)
