@@ -167,12 +167,13 @@ def _jitter(pixels: np.ndarray, rng, shift: int, noise: float) -> np.ndarray:
 
 
 def _near_copies(items, rng, params, world):
-    """Replace a fraction of the release with near-copies of the generator's training images."""
-    source_rows = _read_rows(world / "source" / "manifest.csv")
+    """Replace a fraction of the release with near-copies of real images (``of``: source or reference)."""
+    folder = world / ("source" if params.get("of", "source") == "source" else "reference/train")
+    source_rows = _read_rows(folder / "manifest.csv")
     count = round(params.get("fraction", 0.15) * len(items))
     for item, k in zip(_pick(items, rng, count), rng.choice(len(source_rows), size=count, replace=False)):
         row = source_rows[k]
-        original = np.asarray(Image.open(world / "source" / row["path"]))
+        original = np.asarray(Image.open(folder / row["path"]))
         item.pixels = _jitter(original, rng, params.get("shift", 2), params.get("noise", 2.0))
         item.labels = {name: int(row[name]) for name in item.labels}
 

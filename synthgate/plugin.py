@@ -6,27 +6,19 @@ It only declares; everything the checks compute lives in the rest of synthgate.
 from __future__ import annotations
 
 import html
-import json
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pytest
 
+from synthgate import clearance
+from synthgate import report as reporting
 from synthgate.catalog import ReleaseNotFound, default_search_path, resolve
 from synthgate.config import ConfigError
-from synthgate.gate import GateFailure
-from synthgate.release import load_release
+from synthgate.gate import GateFailure, _judged_number, measure
+from synthgate.release import CRITERIA, Criterion, load_release
+from synthgate.report import FAMILIES
 from synthgate.session import GateOptions, ReleaseEvaluation, default_cache_dir
 
-FAMILIES = {
-    "integrity": "image files, manifest and labels are sound",
-    "leakage": "the evaluating model never saw the generator's data",
-    "fidelity": "a leakage-free model scores synthetic images like real ones",
-    "utility": "training on synthetic data helps, or does not hurt",
-    "distribution": "synthetic images are distributed like real ones",
-    "privacy": "synthetic images are not copies of training images",
-}
-SUMMARY_SCHEMA_VERSION = 1
 evaluation_key = pytest.StashKey["ReleaseEvaluation | None"]()
 
 OPTIONS = (
@@ -35,7 +27,9 @@ OPTIONS = (
     ("synthgate_cache", "DIR", "cache for built demo data, features and models (default $SYNTHGATE_CACHE or ~/.cache/synthgate)"),
     ("weights_dir", "DIR", "folder holding torchxrayvision weight files (default $SYNTHGATE_WEIGHTS_DIR)"),
     ("device", "DEVICE", "torch device for inference and training (default: cuda when available, else cpu)"),
-    ("gate_summary", "PATH", "write the machine-readable gate summary (JSON) here"),
+    ("gate_summary", "PATH", "write the machine-readable gate summary (JSON) here; tables and scores go beside it"),
+    ("clearance", "PATH", "where a cleared run writes its clearance record (default: beside the summary or HTML "
+     "report as <stem>.clearance.json, else reports/<release>.clearance.json)"),
     ("utility_mode", "MODE", "retraining learner: probe (default), finetune or scratch; overrides release.toml"),
     ("utility_ratios", "R,R,..", "synthetic:real ratios for R+S, e.g. 1,2,3; overrides release.toml"),
     ("utility_sizes", "F,F,..", "fractions of the real training set, e.g. 0.1,0.5,1; overrides release.toml"),
@@ -61,9 +55,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: gate criteria that train models")
     config.addinivalue_line("markers", "gate_criterion(name): parametrise a check by the classes that declare criterion `name`")
     config.stash[evaluation_key] = None
-    config.pluginmanager.register(GateRecorder(config), "synthgate-recorder")
+    recorder = GateRecorder(config)
+    config.pluginmanager.register(recorder, "synthgate-recorder")
     if config.pluginmanager.hasplugin("html"):
-        config.pluginmanager.register(HtmlReportHooks(config), "synthgate-html")
+        config.pluginmanager.register(HtmlReportHooks(config, recorder), "synthgate-html")
 
 
 def _open_evaluation(config: pytest.Config) -> ReleaseEvaluation:
@@ -120,11 +115,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("criterion", criteria or [None], ids=[c.class_name for c in criteria] or ["not-declared"])
 
 
+def _undeclared(item: pytest.Item) -> bool:
+    """A criterion check that no class declares: reported as not declared, never a gate check."""
+    return bool(getattr(item, "callspec", None)) and item.callspec.params.get("criterion", 0) is None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Open the release before any test runs; drop criteria no class declares (reported, not gated)."""
     if any("release_evaluation" in getattr(item, "fixturenames", ()) for item in items):
         evaluation_of(config)
-    undeclared = [i for i in items if getattr(i, "callspec", None) and i.callspec.params.get("criterion", 0) is None]
+    undeclared = [item for item in items if _undeclared(item)]
     if undeclared:
         config.hook.pytest_deselected(items=undeclared)
         items[:] = [item for item in items if item not in undeclared]
@@ -159,61 +159,78 @@ def _rows_table(rows: list[dict]) -> str:
     return f'<table class="synthgate-offenders"><tr>{head}</tr>{body}</table>'
 
 
+def _criterion_facts(item: pytest.Item, call: pytest.CallInfo) -> dict:
+    """Which gate criterion a test is and, once its check ran, what it measured.
+
+    Computed where the test ran and carried on its report, so an xdist controller
+    (which never evaluates anything) records the same numbers as a serial run.
+    """
+    family = next((mark.name for mark in item.iter_markers() if mark.name in FAMILIES), None)
+    criterion = item.callspec.params.get("criterion") if hasattr(item, "callspec") else None
+    error = call.excinfo.value if call.excinfo else None
+    judged = call.when == "call" and (error is None or isinstance(error, GateFailure))
+    if isinstance(criterion, Criterion):
+        facts = {"name": criterion.name, "family": family, "class": criterion.class_name,
+                 "description": CRITERIA[criterion.name][1]}
+        if judged:  # measure() was just run by the check: cached, so this costs nothing
+            estimate, problem = measure(evaluation_of(item.config), criterion)
+            value = None if estimate is None else _judged_number(criterion, estimate)
+            facts.update(reporting.measured(criterion, estimate, problem, value))
+        return facts
+    name = getattr(item, "originalname", item.name).removeprefix("test_")
+    facts = {"name": name, "family": family, "class": None, "description": name.replace("_", " ")}
+    if judged:
+        rows = error.rows if error else []
+        facts.update(offenders=len(rows), offender_rows=rows[: reporting.OFFENDER_ROWS_KEPT])
+    return facts
+
+
+JUNIT_PROPERTIES = ("family", "class", "value", "ci_low", "ci_high", "minimum", "judged_on", "judged_value", "offenders")
+
+
 @pytest.hookimpl(hookwrapper=True, trylast=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
-    report = outcome.get_result()
+    result = outcome.get_result()
+    if call.when == "call" or not result.passed:
+        result.synthgate_criterion = reporting.plain(_criterion_facts(item, call))
+        if call.when == "call":  # JUnit XML reads properties from the teardown report, which copies the item's
+            item.user_properties += [(k, result.synthgate_criterion[k]) for k in JUNIT_PROPERTIES
+                                     if result.synthgate_criterion.get(k) is not None]
     if call.excinfo is None or call.when != "call":
         return
-    report.synthgate_message = str(call.excinfo.value)
+    result.synthgate_message = str(call.excinfo.value)
     if isinstance(call.excinfo.value, GateFailure):
-        report.longrepr = f"{item.nodeid}\n{call.excinfo.value}"  # the verdict, not a traceback
+        result.longrepr = f"{item.nodeid}\n{call.excinfo.value}"  # the verdict, not a traceback
     if isinstance(call.excinfo.value, GateFailure) and call.excinfo.value.rows and item.config.pluginmanager.hasplugin("html"):
         from pytest_html import extras
 
-        report.extras = [*getattr(report, "extras", []), extras.html(_rows_table(call.excinfo.value.rows))]
+        result.extras = [*getattr(result, "extras", []), extras.html(_rows_table(call.excinfo.value.rows))]
 
 
-def versions() -> dict[str, str]:
-    found = {}
-    for package in ("synthgate", "torch", "torchvision", "torchxrayvision", "numpy", "scikit-learn", "pytest"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = "not installed"
-    return found
-
-
-def gate_summary(evaluation: ReleaseEvaluation, outcomes: dict) -> dict:
-    """The machine-readable verdict: every criterion's outcome, and the release's identity."""
-    criteria = [{"id": node, **result} for node, result in sorted(outcomes.items())]
-    blocked = any(c["outcome"] in ("failed", "error") for c in criteria)
-    complete = criteria and all(c["outcome"] == "passed" for c in criteria)
-    release = evaluation.release
-    return {
-        "schema_version": SUMMARY_SCHEMA_VERSION,
-        "verdict": "blocked" if blocked else "cleared" if complete else "incomplete",
-        "release": {
-            "name": release.name,
-            "path": str(release.root),
-            "content_hash": evaluation.integrity.content_hash,
-            "config_hash": release.config_hash,
-            "images": len(release.manifest.rows),
-            "class_counts": evaluation.class_counts,
-            "generator": release.generator,
-            "source_datasets": list(release.source_datasets),
-        },
-        "versions": versions(),
-        "criteria": criteria,
-    }
+def _output_stem(config: pytest.Config) -> Path | None:
+    """Tables, scores and the clearance record go beside the JSON summary, else beside the HTML report."""
+    target = option(config, "gate_summary") or config.getoption("htmlpath", None)
+    return Path(target).with_suffix("") if target else None
 
 
 class GateRecorder:
-    """Collects each criterion's outcome and writes the JSON summary at the end."""
+    """Collects each gate check's outcome; at the end writes the summary, tables, scores and clearance record.
+
+    Under pytest-xdist the workers evaluate and the controller writes: each worker
+    hands over its gathered report data when it finishes.
+    """
 
     def __init__(self, config: pytest.Config):
         self.config = config
-        self.outcomes: dict[str, dict] = {}
+        self.criteria: dict[str, dict] = {}
+        self.deselected = 0
+        self.worker_outputs: list[dict] = []
+        self.summary: dict | None = None
+        self.data: dict | None = None
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        self.deselected += sum(not _undeclared(item) for item in items)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call" and report.passed:
@@ -222,42 +239,98 @@ class GateRecorder:
         message = getattr(report, "synthgate_message", "") or (
             report.longrepr[2] if report.skipped and isinstance(report.longrepr, tuple) else ""
         )
-        self.outcomes[report.nodeid] = {"outcome": outcome, "message": message}
+        entry = self.criteria.setdefault(report.nodeid, {"id": report.nodeid})
+        entry.update(getattr(report, "synthgate_criterion", {}), outcome=outcome, message=message)
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        evaluation = self.config.stash[evaluation_key]
-        target = option(self.config, "gate_summary")
-        if evaluation is None or not target or hasattr(self.config, "workerinput"):
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error) -> None:
+        """xdist controller: a worker finished and handed over what it evaluated."""
+        output = getattr(node, "workeroutput", {}).get("synthgate")
+        if output:
+            self.worker_outputs.append(output)
+
+    @pytest.hookimpl(tryfirst=True)  # before pytest-html renders the report
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if not option(self.config, "release") or exitstatus == pytest.ExitCode.USAGE_ERROR:
             return
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        Path(target).write_text(json.dumps(gate_summary(evaluation, self.outcomes), indent=2) + "\n")
+        if hasattr(self.config, "workerinput"):
+            evaluation = self.config.stash[evaluation_key]
+            self.config.workeroutput["synthgate"] = {
+                "data": reporting.gather(evaluation) if evaluation else None, "deselected": self.deselected,
+            }
+            return
+        evaluation = evaluation_of(self.config)  # an xdist controller opens it only now: no image is read for this
+        parts = [output["data"] for output in self.worker_outputs if output["data"]]
+        data = reporting.merge(parts) if parts else reporting.gather(evaluation)
+        stem = _output_stem(self.config)
+        named = {"summary": option(self.config, "gate_summary"), "html": self.config.getoption("htmlpath", None),
+                 "junitxml": self.config.getoption("xmlpath", None)}
+        artifacts = {key: str(path) for key, path in named.items() if path} | reporting.artifact_paths(stem, data)
+        summary = reporting.build_summary(data, list(self.criteria.values()), self._selection(session, exitstatus), artifacts)
+        reporting.write_tables(data, artifacts)
+        clearance.record_clearance(summary, evaluation.release, self._clearance_path(stem, data))
+        if option(self.config, "gate_summary"):
+            reporting.write_json(Path(option(self.config, "gate_summary")), summary)
+        self.summary, self.data = summary, data
+
+    def _selection(self, session: pytest.Session, exitstatus: int) -> dict:
+        """Whether every gate check was selected and ran; if not, why (a partial run never clears)."""
+        reasons = []
+        deselected = max([self.deselected, *(output["deselected"] for output in self.worker_outputs)])
+        if deselected:
+            chosen = [f"{flag} {value!r}" for flag, value in (("-k", self.config.option.keyword),
+                                                               ("-m", self.config.option.markexpr)) if value]
+            reasons.append(f"{deselected} gate checks deselected" + (f" by {' and '.join(chosen)}" if chosen else ""))
+        start = self.config.invocation_params.dir
+        named = [arg for arg in self.config.args if "::" in arg or (start / arg).is_file()]
+        if named:
+            reasons.append(f"only part of the gate was run ({', '.join(named)})")
+        missing = session.testscollected - len(self.criteria)
+        if missing > 0:
+            reasons.append(f"{missing} collected gate checks did not run")
+        if exitstatus == pytest.ExitCode.INTERRUPTED:
+            reasons.append("the run was interrupted")
+        return {"complete": not reasons, "deselected": deselected, "reasons": reasons}
+
+    def _clearance_path(self, stem: Path | None, data: dict) -> Path:
+        given = option(self.config, "clearance")
+        if given:
+            return Path(given)
+        if stem is not None:
+            return Path(f"{stem}.clearance.json")
+        return self.config.invocation_params.dir / "reports" / f"{data['release']['name']}.clearance.json"
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.summary is None:
+            return
+        summary = self.summary
+        colour = {"cleared": "green", "blocked": "red", "incomplete": "yellow"}[summary["verdict"]]
+        terminalreporter.write_sep("=", f"synthgate: release {summary['release']['name']} {summary['verdict'].upper()}",
+                                   **{colour: True, "bold": True})
+        for reason in summary["verdict_reasons"]:
+            terminalreporter.write_line(f"  {reason}")
+        written = summary["clearance"]
+        terminalreporter.write_line(
+            f"  clearance record: {written['path']}" if written["written"] else f"  no clearance record: {written['reason']}"
+        )
 
 
 class HtmlReportHooks:
-    """pytest-html hooks: the release's identity and versions at the top of the report."""
+    """pytest-html hooks: a title with the verdict, and the gate's document above the test log."""
 
-    def __init__(self, config: pytest.Config):
+    def __init__(self, config: pytest.Config, recorder: GateRecorder):
         self.config = config
+        self.recorder = recorder
+        self.html_report = None
 
     def pytest_html_report_title(self, report) -> None:
-        evaluation = self.config.stash.get(evaluation_key, None)
-        if evaluation is not None:
-            report.title = f"synthgate: release {evaluation.release.name}"
+        self.html_report = report
+        if option(self.config, "release"):
+            report.title = f"synthgate: release {option(self.config, 'release')}"
 
     def pytest_html_results_summary(self, prefix, summary, postfix, session) -> None:
-        evaluation = self.config.stash.get(evaluation_key, None)
-        if evaluation is None:
+        gate = self.recorder.summary
+        if gate is None:
             return
-        release = evaluation.release
-        counts = ", ".join(f"{html.escape(k)}: {v}" for k, v in evaluation.class_counts.items())
-        version_list = ", ".join(f"{k} {v}" for k, v in versions().items())
-        prefix.append(
-            "<h2>Release</h2><table class='synthgate-release'>"
-            f"<tr><th>name</th><td>{html.escape(release.name)}</td></tr>"
-            f"<tr><th>content hash (sha256)</th><td><code>{evaluation.integrity.content_hash}</code></td></tr>"
-            f"<tr><th>images</th><td>{len(release.manifest.rows)}</td></tr>"
-            f"<tr><th>images per class</th><td>{counts}</td></tr>"
-            f"<tr><th>generator</th><td>{html.escape(release.generator)}</td></tr>"
-            f"<tr><th>generator source data</th><td>{html.escape(', '.join(release.source_datasets))}</td></tr>"
-            f"<tr><th>versions</th><td>{html.escape(version_list)}</td></tr></table>"
-        )
+        self.html_report.title = f"synthgate: release {gate['release']['name']} — {gate['verdict'].upper()}"
+        prefix.append(reporting.render_html(gate, self.recorder.data))

@@ -1,0 +1,283 @@
+"""The ``synthgate`` command: gate a release, verify a clearance, build the demo, train a reference model.
+
+Exit codes (docs/ci.md): ``gate`` returns pytest's (0 cleared, 1 blocked,
+2 interrupted, 3 internal error, 4 usage or config error, 5 no tests collected)
+plus 6 when nothing failed but the verdict is incomplete; ``verify`` returns
+0 when the release matches its record, 1 when it does not, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from synthgate import __version__
+
+GATE_INCOMPLETE = 6
+VERIFY_OK, VERIFY_MISMATCH, VERIFY_USAGE = 0, 1, 2
+USAGE, INTERNAL = 4, 3
+CHECKS_DIR = Path(__file__).resolve().parent.parent / "quality_checks"
+
+EPILOG = """\
+exit codes:
+  gate       0 cleared, 1 blocked (a criterion failed), 2 interrupted, 3 internal error,
+             4 usage or config error, 5 no tests collected, 6 incomplete (nothing failed,
+             but not every criterion was judged: skipped or deselected checks; no clearance)
+  verify     0 the release matches its clearance record, 1 it does not, 2 usage error
+  others     0 done, 3 internal error, 4 usage or config error
+
+Run from a synthgate checkout: release names are looked up in releases/ and
+fixtures/releases/ below the current directory (or pass a folder with release.toml).
+"""
+
+
+class UsageProblem(Exception):
+    """A problem with what the user asked for (bad name, missing file, bad config): no traceback."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line exits with the command's documented usage code."""
+
+    usage_code = USAGE
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(self.usage_code, f"{self.prog}: error: {message}\n")
+
+
+def _cache_dir(value: str | None) -> Path:
+    from synthgate.session import default_cache_dir
+
+    return Path(value) if value else default_cache_dir()
+
+
+def _release_folder(name: str, releases_dir: str | None, cache: str | None) -> Path:
+    from synthgate.catalog import ReleaseNotFound, default_search_path, resolve
+
+    extra = [Path(releases_dir)] if releases_dir else []
+    try:
+        return resolve(name, default_search_path(Path.cwd(), extra), _cache_dir(cache))
+    except ReleaseNotFound as error:
+        raise UsageProblem(str(error)) from None
+
+
+# --------------------------------------------------------------------------- gate
+
+
+def cmd_gate(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    import pytest
+
+    stem = Path(args.reports) / Path(args.release).name
+    command = [
+        str(args.checks), f"--release={args.release}",
+        f"--html={stem}.html", "--self-contained-html", f"--junitxml={stem}.xml", f"--gate-summary={stem}.json",
+        *([f"--clearance={args.clearance}"] if args.clearance else []),
+        *([f"--releases-dir={args.releases_dir}"] if args.releases_dir else []),
+        *([f"--synthgate-cache={args.cache}"] if args.cache else []),
+        *pytest_args,
+    ]
+    code = int(pytest.main(command))
+    summary_file = Path(f"{stem}.json")
+    if code == 0 and summary_file.exists():
+        summary = json.loads(summary_file.read_text(encoding="utf-8"))
+        if summary["verdict"] != "cleared":
+            print(f"synthgate: verdict {summary['verdict']}: {'; '.join(summary['verdict_reasons'])}", file=sys.stderr)
+            return GATE_INCOMPLETE
+    return code
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from synthgate.clearance import RecordError, differences, read_record
+    from synthgate.config import ConfigError
+    from synthgate.release import CLEARANCE_NAME
+
+    root = _release_folder(args.release, args.releases_dir, args.cache)
+    if args.record:
+        record_file = Path(args.record)
+    elif (root / CLEARANCE_NAME).is_file():
+        record_file = root / CLEARANCE_NAME
+    else:
+        record_file = Path(args.reports) / f"{Path(args.release).name}.clearance.json"
+    try:
+        record = read_record(record_file)
+        problems = differences(record, root)
+    except (RecordError, ConfigError) as error:
+        raise UsageProblem(str(error)) from None
+    if problems:
+        print(f"MISMATCH: release {root} does not match the clearance record {record_file}:")
+        for problem in problems:
+            print(f"  {problem}")
+        return VERIFY_MISMATCH
+    print(f"OK: release {record['release']['name']} matches its clearance record {record_file} "
+          f"(content hash {record['release']['content_hash']})")
+    return VERIFY_OK
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from synthgate import demo
+
+    world = demo.build_world(_cache_dir(args.cache))
+    print(f"demo world: {world}")
+    print("releases (gate one with `synthgate gate NAME`):")
+    names = sorted(demo.recipe_dirs())
+    width = max(map(len, names))
+    for name in names:
+        expect = demo.expected_outcome(name)
+        outcome = "cleared" if expect.get("cleared") else "blocked by " + ", ".join(expect.get("blocked_by", []))
+        print(f"  {name:<{width}}  {world / 'releases' / name}  (expected: {outcome})")
+    return 0
+
+
+# --------------------------------------------------------------------------- train-reference
+
+
+def _training_data(args: argparse.Namespace):
+    """(collection, model outputs, settings defaults) from a release's reference train or a data folder."""
+    from synthgate import datasets
+    from synthgate.release import load_release
+    from synthgate.session import GateOptions, ReleaseEvaluation
+    from synthgate.train import ReferenceModelSpec, TrainSettings
+
+    if args.release:
+        evaluation = ReleaseEvaluation(load_release(_release_folder(args.release, args.releases_dir, args.cache)),
+                                       GateOptions(cache_dir=_cache_dir(args.cache)))
+        plan = evaluation.model_plan
+        defaults = plan.settings if isinstance(plan, ReferenceModelSpec) else TrainSettings()
+        return evaluation.reference_train, evaluation.model_outputs, defaults
+    if not args.dataset:
+        raise UsageProblem("--data needs --dataset NAME: the data sets these images come from go on the model card (leakage checks read it)")
+    folder = Path(args.data)
+    collection = datasets.from_manifest(folder, f"{folder.name}", tuple(args.dataset))
+    return collection, collection.classes, TrainSettings()
+
+
+def cmd_train_reference(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from synthgate.embed import pick_device
+    from synthgate.train import trained_model
+    from synthgate.zoo import card_path, save_checkpoint
+
+    collection, outputs, defaults = _training_data(args)
+    chosen = {key: getattr(args, key) for key in ("size", "epochs", "seed", "patience") if getattr(args, key) is not None}
+    settings = dataclasses.replace(defaults, **chosen)
+    device = pick_device(args.device)
+    print(f"training DenseNet121 on {collection.name}: {len(collection)} images, outputs {', '.join(outputs)}, "
+          f"{settings.size} px, up to {settings.epochs} epochs, seed {settings.seed}, on {device}", file=sys.stderr)
+    model = trained_model(collection, tuple(outputs), settings, _cache_dir(args.cache), device)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    card = save_checkpoint(model.module, model.card, out)
+    aurocs = card.validation_metrics.get("auroc", {})
+    print(f"checkpoint: {out}\nmodel card: {card_path(out)}")
+    print(f"trained on: {', '.join(card.training_datasets)} (fingerprint {card.training_fingerprint[:16]}…)")
+    print("validation AUROC: " + ", ".join(f"{name} {value:.3f}" for name, value in aurocs.items()))
+    print(f'use it in release.toml:\n  [model]\n  checkpoint = "{out.resolve()}"')
+    return 0
+
+
+# --------------------------------------------------------------------------- the parser
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="synthgate",
+        description="A quality gate for releases of synthetic chest X-rays.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.usage_code = 2
+    parser.add_argument("--version", action="version", version=f"synthgate {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    def add_lookup(sub):
+        sub.add_argument("--releases-dir", metavar="DIR", help="extra folder of releases, searched first")
+        sub.add_argument("--cache", metavar="DIR", help="synthgate cache (default $SYNTHGATE_CACHE or ~/.cache/synthgate)")
+
+    gate = commands.add_parser(
+        "gate", help="run the quality gate on a release",
+        description="Run `pytest quality_checks --release=RELEASE` with the HTML report, JUnit XML and JSON summary "
+                    "written to REPORTS/NAME.html, .xml and .json (tables and scores beside them), and a clearance "
+                    "record to REPORTS/NAME.clearance.json when the release is cleared. Other options are passed to "
+                    "pytest, e.g. `-n 2` (pytest-xdist) or `-m integrity` (a partial run: never cleared).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    gate.add_argument("release", metavar="RELEASE", help="release name or folder with release.toml")
+    gate.add_argument("--reports", metavar="DIR", default="reports", help="where the report files go (default: reports)")
+    gate.add_argument("--clearance", metavar="PATH", help="where to write the clearance record (default: REPORTS/NAME.clearance.json)")
+    gate.add_argument("--checks", metavar="DIR", type=Path, default=CHECKS_DIR, help=f"the gate's checks (default: {CHECKS_DIR})")
+    add_lookup(gate)
+
+    verify = commands.add_parser(
+        "verify", help="check that a release still matches its clearance record",
+        description="Hash every file of the release again and compare with the clearance record the gate wrote: "
+                    "names each changed, added or removed file, a changed manifest or release.toml, and an edited record.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verify.usage_code = VERIFY_USAGE
+    verify.add_argument("release", metavar="RELEASE", help="release name or folder with release.toml")
+    verify.add_argument("--record", metavar="PATH", help="the clearance record (default: RELEASE/clearance.json if present, "
+                                                         "else REPORTS/NAME.clearance.json)")
+    verify.add_argument("--reports", metavar="DIR", default="reports", help="where `synthgate gate` wrote its files (default: reports)")
+    add_lookup(verify)
+
+    demo = commands.add_parser("demo", help="build the demo world and list its releases",
+                               description="Build the demo's phantom data and releases into the cache (once) and list them.")
+    demo.add_argument("--cache", metavar="DIR", help="synthgate cache (default $SYNTHGATE_CACHE or ~/.cache/synthgate)")
+
+    train = commands.add_parser(
+        "train-reference", help="train a leakage-free reference DenseNet121",
+        description="Train DenseNet121 (torchxrayvision's form) on real labelled images the generator never saw, and "
+                    "write the checkpoint with its model card beside it. Give a release (its [reference] train data and "
+                    "class mapping; defaults from its [model] table) or a folder with manifest.csv.",
+    )
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--release", metavar="RELEASE", help="train on this release's reference train data")
+    source.add_argument("--data", metavar="FOLDER", help="train on a folder with manifest.csv (path, patient_id, 0/1 class columns)")
+    train.add_argument("--dataset", metavar="NAME", action="append", help="with --data: the data set the images come from (repeatable)")
+    train.add_argument("--out", metavar="PATH", required=True, help="checkpoint to write (the card goes to PATH.card.json)")
+    train.add_argument("--size", type=int, help="input size in pixels (default 64, or the release's)")
+    train.add_argument("--epochs", type=int, help="maximum epochs (default 20)")
+    train.add_argument("--patience", type=int, help="stop after this many epochs without validation gain (default 5)")
+    train.add_argument("--seed", type=int, help="seed (default 0)")
+    train.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    add_lookup(train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    if extra and args.command != "gate":
+        parser.error(f"unrecognised arguments: {' '.join(extra)}")
+    run = {"gate": lambda: cmd_gate(args, extra), "verify": lambda: cmd_verify(args), "demo": lambda: cmd_demo(args),
+           "train-reference": lambda: cmd_train_reference(args)}[args.command]
+    usage_code = VERIFY_USAGE if args.command == "verify" else USAGE
+    from synthgate.config import ConfigError
+    from synthgate.zoo import ModelLoadError
+
+    try:
+        return run()
+    except (UsageProblem, ConfigError, ModelLoadError) as error:
+        print(f"synthgate {args.command}: error: {error}", file=sys.stderr)
+        return usage_code
+    except Exception:
+        traceback.print_exc()
+        print(f"synthgate {args.command}: internal error (a bug: please report it with the traceback above)", file=sys.stderr)
+        return INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
