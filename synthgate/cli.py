@@ -21,16 +21,20 @@ VERIFY_OK, VERIFY_MISMATCH, VERIFY_USAGE = 0, 1, 2
 USAGE, INTERNAL = 4, 3
 CHECKS_DIR = Path(__file__).resolve().parent.parent / "quality_checks"
 
-EPILOG = """\
-exit codes:
-  gate       0 cleared, 1 blocked (a criterion failed), 2 interrupted, 3 internal error,
-             4 usage or config error, 5 no tests collected, 6 incomplete (nothing failed,
-             but not every criterion was judged: skipped or deselected checks; no clearance)
-  verify     0 the release matches its clearance record, 1 it does not, 2 usage error
-  others     0 done, 3 internal error, 4 usage or config error
-
+GATE_CODES = """\
+  0 cleared, 1 blocked (a criterion failed), 2 interrupted, 3 internal error,
+  4 usage or config error, 5 no tests collected, 6 incomplete (nothing failed, but
+  not every criterion was judged: skipped or deselected checks; no clearance record)
+"""
+VERIFY_CODES = "  0 the release matches its clearance record, 1 it does not, 2 usage error\n"
+OTHER_CODES = "  0 done, 3 internal error, 4 usage or config error\n"
+EPILOG = f"""\
+exit codes of synthgate gate:
+{GATE_CODES}exit codes of synthgate verify:
+{VERIFY_CODES}exit codes of synthgate demo and train-reference:
+{OTHER_CODES}
 Run from a synthgate checkout: release names are looked up in releases/ and
-fixtures/releases/ below the current directory (or pass a folder with release.toml).
+fixtures/releases/ below the current directory; a folder with release.toml works anywhere.
 """
 
 
@@ -42,6 +46,9 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a bad command line exits with the command's documented usage code."""
 
     usage_code = USAGE
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str):
         self.print_usage(sys.stderr)
@@ -198,31 +205,35 @@ def build_parser() -> Parser:
     parser.usage_code = 2
     parser.add_argument("--version", action="version", version=f"synthgate {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    parser.subcommands = {}
 
     def add_lookup(sub):
         sub.add_argument("--releases-dir", metavar="DIR", help="extra folder of releases, searched first")
         sub.add_argument("--cache", metavar="DIR", help="synthgate cache (default $SYNTHGATE_CACHE or ~/.cache/synthgate)")
 
-    gate = commands.add_parser(
-        "gate", help="run the quality gate on a release",
-        description="Run `pytest quality_checks --release=RELEASE` with the HTML report, JUnit XML and JSON summary "
-                    "written to REPORTS/NAME.html, .xml and .json (tables and scores beside them), and a clearance "
-                    "record to REPORTS/NAME.clearance.json when the release is cleared. Other options are passed to "
-                    "pytest, e.g. `-n 2` (pytest-xdist) or `-m integrity` (a partial run: never cleared).",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    def add(name: str, summary: str, description: str, codes: str) -> Parser:
+        parser.subcommands[name] = commands.add_parser(
+            name, help=summary, description=description, epilog="exit codes:\n" + codes,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        return parser.subcommands[name]
+
+    gate = add("gate", "run the quality gate on a release", """\
+Run `pytest quality_checks --release=RELEASE`, writing the HTML report, JUnit XML
+and JSON summary to REPORTS/NAME.html, .xml and .json (tables and scores beside
+them) and, when the release is cleared, its clearance record to
+REPORTS/NAME.clearance.json. Other options go to pytest: `-n 2` (pytest-xdist),
+or `-m integrity` (a partial run, which is never cleared).""", GATE_CODES)
     gate.add_argument("release", metavar="RELEASE", help="release name or folder with release.toml")
     gate.add_argument("--reports", metavar="DIR", default="reports", help="where the report files go (default: reports)")
     gate.add_argument("--clearance", metavar="PATH", help="where to write the clearance record (default: REPORTS/NAME.clearance.json)")
-    gate.add_argument("--checks", metavar="DIR", type=Path, default=CHECKS_DIR, help=f"the gate's checks (default: {CHECKS_DIR})")
+    gate.add_argument("--checks", metavar="DIR", type=Path, default=CHECKS_DIR, help="the gate's checks (default: quality_checks/ of this checkout)")
     add_lookup(gate)
 
-    verify = commands.add_parser(
-        "verify", help="check that a release still matches its clearance record",
-        description="Hash every file of the release again and compare with the clearance record the gate wrote: "
-                    "names each changed, added or removed file, a changed manifest or release.toml, and an edited record.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    verify = add("verify", "check that a release still matches its clearance record", """\
+Hash every file of the release again and compare with the clearance record the
+gate wrote. Names each changed, added or removed file, a changed manifest or
+release.toml, and a record that was edited after it was written.""", VERIFY_CODES)
     verify.usage_code = VERIFY_USAGE
     verify.add_argument("release", metavar="RELEASE", help="release name or folder with release.toml")
     verify.add_argument("--record", metavar="PATH", help="the clearance record (default: RELEASE/clearance.json if present, "
@@ -230,25 +241,25 @@ def build_parser() -> Parser:
     verify.add_argument("--reports", metavar="DIR", default="reports", help="where `synthgate gate` wrote its files (default: reports)")
     add_lookup(verify)
 
-    demo = commands.add_parser("demo", help="build the demo world and list its releases",
-                               description="Build the demo's phantom data and releases into the cache (once) and list them.")
+    demo = add("demo", "build the demo world and list its releases", """\
+Build the demo's phantom data and releases into the cache (once; later calls
+return at once) and list the releases with the verdict each must get.""", OTHER_CODES)
     demo.add_argument("--cache", metavar="DIR", help="synthgate cache (default $SYNTHGATE_CACHE or ~/.cache/synthgate)")
 
-    train = commands.add_parser(
-        "train-reference", help="train a leakage-free reference DenseNet121",
-        description="Train DenseNet121 (torchxrayvision's form) on real labelled images the generator never saw, and "
-                    "write the checkpoint with its model card beside it. Give a release (its [reference] train data and "
-                    "class mapping; defaults from its [model] table) or a folder with manifest.csv.",
-    )
+    train = add("train-reference", "train a leakage-free reference DenseNet121", """\
+Train DenseNet121 (torchxrayvision's form) on real labelled images that the
+generator never saw; write the checkpoint and its model card (PATH.card.json).
+Train on a release's [reference] train data with its class mapping (settings
+default to its [model] table), or on a folder with manifest.csv.""", OTHER_CODES)
     source = train.add_mutually_exclusive_group(required=True)
     source.add_argument("--release", metavar="RELEASE", help="train on this release's reference train data")
     source.add_argument("--data", metavar="FOLDER", help="train on a folder with manifest.csv (path, patient_id, 0/1 class columns)")
     train.add_argument("--dataset", metavar="NAME", action="append", help="with --data: the data set the images come from (repeatable)")
-    train.add_argument("--out", metavar="PATH", required=True, help="checkpoint to write (the card goes to PATH.card.json)")
+    train.add_argument("--out", metavar="PATH", required=True, help="checkpoint to write")
     train.add_argument("--size", type=int, help="input size in pixels (default 64, or the release's)")
-    train.add_argument("--epochs", type=int, help="maximum epochs (default 20)")
+    train.add_argument("--epochs", type=int, help="maximum epochs (default 20, or the release's)")
     train.add_argument("--patience", type=int, help="stop after this many epochs without validation gain (default 5)")
-    train.add_argument("--seed", type=int, help="seed (default 0)")
+    train.add_argument("--seed", type=int, help="seed (default 0, or the release's)")
     train.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     add_lookup(train)
     return parser
@@ -261,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     if extra and args.command != "gate":
-        parser.error(f"unrecognised arguments: {' '.join(extra)}")
+        parser.subcommands[args.command].error(f"unrecognised arguments: {' '.join(extra)}")
     run = {"gate": lambda: cmd_gate(args, extra), "verify": lambda: cmd_verify(args), "demo": lambda: cmd_demo(args),
            "train-reference": lambda: cmd_train_reference(args)}[args.command]
     usage_code = VERIFY_USAGE if args.command == "verify" else USAGE

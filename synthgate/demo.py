@@ -427,25 +427,33 @@ def _build_release(world: Path, name: str, recipe: dict, size: int, rng_seed: in
     )
 
 
-def build_world(cache_dir: Path) -> Path:
-    """Build (once) the demo world and every recipe's release; return the world folder."""
-    fingerprint = _fingerprint()
-    world = Path(cache_dir) / "demo" / fingerprint
-    if (world / ".complete").exists():
-        return world
-    world.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{fingerprint}-", dir=world.parent))
+def build_once(target: Path, build, stamp: str) -> Path:
+    """Build ``target`` once: ``build(staging)`` fills a sibling staging folder, which is then renamed into place.
+
+    A reader never sees a half-built folder; a ``.complete`` file (holding ``stamp``)
+    marks a finished build, which later calls return at once.
+    """
+    if (target / ".complete").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        _build_into(staging)
-        (staging / ".complete").write_text(fingerprint + "\n")
+        build(staging)
+        (staging / ".complete").write_text(stamp + "\n")
         try:
-            os.replace(staging, world)
+            os.replace(staging, target)
         except OSError:  # another process finished first: its build is identical
-            if not (world / ".complete").exists():
+            if not (target / ".complete").exists():
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return world
+    return target
+
+
+def build_world(cache_dir: Path) -> Path:
+    """Build (once) the demo world and every recipe's release; return the world folder."""
+    fingerprint = _fingerprint()
+    return build_once(Path(cache_dir) / "demo" / fingerprint, _build_into, fingerprint)
 
 
 def _build_into(world: Path) -> None:

@@ -253,7 +253,7 @@ class NetworkGrid(Grid):
         self.images = {name: decode_all(c, self.size) for name, c in splits.items() if name in ("validation", "test")}
 
     def _train(self, collection: Collection, seed: int, init) -> torch.nn.Module:
-        settings = TrainSettings(size=self.size, seed=seed)
+        settings = TrainSettings(size=self.size, seed=seed, epochs=self.spec.epochs)
         return train_densenet(collection, settings, self.device, init=init, progress=False).model
 
     def fit_predict(self, framework, real, synthetic, seed):

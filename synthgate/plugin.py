@@ -149,6 +149,12 @@ def evaluated_release(release_evaluation: ReleaseEvaluation) -> ReleaseEvaluatio
     leaks = sorted(check for check, found in release_evaluation.leakage.items() if found)
     if leaks:
         pytest.skip(f"not evaluated: leakage found ({', '.join(leaks)})")
+    from synthgate.zoo import ModelLoadError
+
+    try:
+        release_evaluation.model  # noqa: B018 - load (or train) once, so a missing file is one clear error
+    except (ModelLoadError, ConfigError) as error:
+        pytest.fail(f"the evaluating model could not be loaded: {error}", pytrace=False)
     return release_evaluation
 
 
@@ -170,7 +176,7 @@ def _criterion_facts(item: pytest.Item, call: pytest.CallInfo) -> dict:
     error = call.excinfo.value if call.excinfo else None
     judged = call.when == "call" and (error is None or isinstance(error, GateFailure))
     if isinstance(criterion, Criterion):
-        facts = {"name": criterion.name, "family": family, "class": criterion.class_name,
+        facts = {"name": criterion.name, "kind": "threshold", "family": family, "class": criterion.class_name,
                  "description": CRITERIA[criterion.name][1]}
         if judged:  # measure() was just run by the check: cached, so this costs nothing
             estimate, problem = measure(evaluation_of(item.config), criterion)
@@ -178,14 +184,14 @@ def _criterion_facts(item: pytest.Item, call: pytest.CallInfo) -> dict:
             facts.update(reporting.measured(criterion, estimate, problem, value))
         return facts
     name = getattr(item, "originalname", item.name).removeprefix("test_")
-    facts = {"name": name, "family": family, "class": None, "description": name.replace("_", " ")}
+    facts = {"name": name, "kind": "check", "family": family, "class": None, "description": name.replace("_", " ")}
     if judged:
         rows = error.rows if error else []
-        facts.update(offenders=len(rows), offender_rows=rows[: reporting.OFFENDER_ROWS_KEPT])
+        facts.update(details_count=len(rows), details=rows[: reporting.DETAIL_ROWS_KEPT])
     return facts
 
 
-JUNIT_PROPERTIES = ("family", "class", "value", "ci_low", "ci_high", "minimum", "judged_on", "judged_value", "offenders")
+JUNIT_PROPERTIES = ("family", "class", "value", "ci_low", "ci_high", "minimum", "judged_on", "judged_value")
 
 
 @pytest.hookimpl(hookwrapper=True, trylast=True)

@@ -117,6 +117,7 @@ class UtilitySpec:
     ratios: tuple[float, ...] = (1.0, 2.0, 3.0)
     sizes: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
     seeds: tuple[int, ...] = (0, 1, 2)
+    epochs: int = 10  # finetune / scratch modes only
 
 
 @dataclass(frozen=True)
@@ -345,6 +346,7 @@ def _utility(table: Table) -> UtilitySpec:
         ratios=tuple(float(v) for v in table.get_list("ratios", (int, float), list(defaults.ratios))),
         sizes=tuple(float(v) for v in table.get_list("sizes", (int, float), list(defaults.sizes))),
         seeds=tuple(table.get_list("seeds", int, list(defaults.seeds))),
+        epochs=table.get("epochs", int, defaults.epochs),
     )
     if not spec.seeds:
         raise table.error("seeds", "give at least one seed")

@@ -37,7 +37,10 @@ FAMILIES = {
 VERDICTS = ("cleared", "blocked", "incomplete")
 SAMPLES_PER_CLASS = 6
 PAIRS_SHOWN = 8
-OFFENDER_ROWS_KEPT = 100
+DETAIL_ROWS_KEPT = 100
+# Every criterion entry of the summary has these keys (None where they do not apply or were not measured).
+CRITERION_FIELDS = ("id", "name", "kind", "family", "class", "description", "value", "ci_low", "ci_high", "n", "minimum",
+                    "judged_on", "judged_value", "problem", "details_count", "details", "outcome", "message")
 FRAMEWORK_ORDER = {"R": 0, "R+S": 1, "S": 2, "S->R": 3}
 METRIC_NAMES = {"accuracy": "Accuracy", "precision": "Precision", "recall": "Recall", "f1": "F1", "auroc": "AUROC"}
 
@@ -64,8 +67,9 @@ def gather(evaluation) -> dict:
     if "pretrained" in computed or "utility" in computed:
         data["scores"] = _scores(evaluation)
     pairs = getattr(computed.get("privacy"), "worst_pairs", None)
-    if pairs is not None:
-        data["memorisation"] = [{"synthetic": str(s), "match": str(m), "similarity": sim} for s, m, sim in pairs]
+    if pairs is not None:  # (synthetic, match, similarity[, which real set])
+        data["memorisation"] = [{"synthetic": str(s), "match": str(m), "similarity": sim, "real_set": where[0] if where else None}
+                                for s, m, sim, *where in pairs]
     return plain(data)
 
 
@@ -273,15 +277,22 @@ def criterion_title(entry: dict) -> str:
     return where + entry["description"]
 
 
-def order_key(entry: dict) -> tuple:
+def _order(classes: list[str]):
+    """Family by family, criterion by criterion, classes in the release's order (the one that matters most first)."""
     families = list(FAMILIES)
-    family = families.index(entry["family"]) if entry.get("family") in FAMILIES else len(families)
-    return family, entry["id"]
+
+    def key(entry: dict) -> tuple:
+        family = families.index(entry["family"]) if entry["family"] in FAMILIES else len(families)
+        where = classes.index(entry["class"]) if entry["class"] in classes else -1
+        return family, entry["name"] or "", where, entry["id"]
+
+    return key
 
 
 def build_summary(data: dict, criteria: list[dict], selection: dict, artifacts: dict) -> dict:
     """The machine-readable summary (docs/summary-schema.md)."""
-    criteria = sorted(criteria, key=order_key)
+    classes = [c["name"] for c in (data.get("release") or {}).get("classes", [])]
+    criteria = sorted((dict.fromkeys(CRITERION_FIELDS) | entry for entry in criteria), key=_order(classes))
     verdict, reasons = judge(criteria, selection)
     counts = {outcome: sum(c["outcome"] == outcome for c in criteria) for outcome in ("passed", "failed", "error", "skipped")}
     return {
@@ -488,13 +499,14 @@ def _training_data(row: dict) -> str:
 
 def _criterion_view(entry: dict) -> dict:
     shown = entry.get("value")
+    if entry["kind"] == "check":  # pass/fail checks report what they found in their message
+        value = (entry["message"] or entry["outcome"]).splitlines()[0] if entry["outcome"] != "passed" else "–"
+        return {**entry, "title": criterion_title(entry), "value_text": value, "rule": ""}
     value = "–" if shown is None else _number(shown)
     if entry.get("ci_low") is not None:
         value += f" [{_number(entry['ci_low'])}, {_number(entry['ci_high'])}]"
-    if entry.get("offenders") is not None:
-        value = f"{entry['offenders']} offending"
-    judged = {"point": "point estimate", "ci_low": "lower CI bound", "ci_high": "upper CI bound"}.get(entry.get("judged_on"))
-    rule = f"≥ {entry['minimum']:g} ({judged})" if entry.get("minimum") is not None else "none allowed"
+    judged = {"point": "point estimate", "ci_low": "lower CI bound", "ci_high": "upper CI bound"}[entry["judged_on"]]
+    rule = f"≥ {entry['minimum']:g} ({judged})"
     return {**entry, "title": criterion_title(entry), "value_text": value, "rule": rule}
 
 

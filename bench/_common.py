@@ -1,0 +1,179 @@
+"""Shared plumbing for the benchmarks: machine description, repeated timing, JSON results.
+
+Every result file says where and how it was measured (CPU, cores, torch threads,
+GPU, load average at start and end, the exact command, the date), because the
+machines these run on are shared: a number without its load is not comparable.
+Timings are repeated and reported as median and min; nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine(device: torch.device | None = None) -> dict:
+    """What the numbers were measured on (the load average is added by ``Run``)."""
+    info = {
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "gpu": None,
+    }
+    if torch.cuda.is_available():
+        index = device.index if device is not None and device.type == "cuda" and device.index is not None else 0
+        props = torch.cuda.get_device_properties(index)
+        info["gpu"] = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
+                       "cuda": torch.version.cuda}
+    return info
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, repeats: int, warmup: int = 1, device: torch.device | None = None) -> dict:
+    """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times; wall seconds as median, min, all.
+
+    ``cpu_s`` is the median CPU time of this process and its reaped children (DataLoader
+    workers) per run: on a loaded machine wall time grows, CPU time much less.
+    The last call's return value comes back under ``"value"`` (not written to JSON).
+    """
+    device = device or torch.device("cpu")
+    value = None
+    for _ in range(warmup):
+        value = fn()
+    sync(device)
+    seconds, cpu = [], []
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), cpu_seconds()
+        value = fn()
+        sync(device)
+        seconds.append(time.perf_counter() - start)
+        cpu.append(cpu_seconds() - start_cpu)
+    return {"median_s": statistics.median(seconds), "min_s": min(seconds), "runs_s": seconds,
+            "cpu_s": statistics.median(cpu), "value": value}
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its reaped children (user + system)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def rate(count: float, timing: dict) -> dict:
+    """Throughput (count per second) at the median and at the best run."""
+    return {"median": count / timing["median_s"], "best": count / timing["min_s"]}
+
+
+def public(timing: dict) -> dict:
+    """A timing without its return value, rounded for the JSON file."""
+    return {k: (round(v, 4) if isinstance(v, float) else [round(x, 4) for x in v])
+            for k, v in timing.items() if k != "value"}
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@contextmanager
+def peak_memory(device: torch.device):
+    """Peak memory above the starting level while the block runs, in MiB: ``box["peak_mib"]``.
+
+    CUDA: ``torch.cuda.max_memory_allocated``. CPU: resident set size sampled every
+    2 ms in a thread (tracemalloc does not see torch's allocator, and ru_maxrss
+    only ever grows over the whole process).
+    """
+    box: dict = {}
+    if device.type == "cuda":
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        yield box
+        sync(device)
+        box["peak_mib"] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+        box["how"] = "torch.cuda.max_memory_allocated above the starting allocation"
+        return
+    base, peak, done = _rss_bytes(), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield box
+    finally:
+        done.set()
+        sampler.join()
+        peak[0] = max(peak[0], _rss_bytes())
+        box["peak_mib"] = max(0, peak[0] - base) / 2**20
+        box["how"] = "process RSS sampled every 2 ms, peak above the RSS at start"
+
+
+class Run:
+    """One benchmark run: records the machine and load at start, writes the JSON at the end."""
+
+    def __init__(self, name: str, device: torch.device | None = None):
+        self.name = name
+        self.started = datetime.now(timezone.utc)
+        self.machine = machine(device)
+        self.load_start = os.getloadavg()
+
+    def save(self, filename: str, parameters: dict, results: dict, notes: list[str] | None = None) -> Path:
+        record = {
+            "benchmark": self.name,
+            "date": self.started.isoformat(timespec="seconds"),
+            "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]]),
+            "duration_s": round((datetime.now(timezone.utc) - self.started).total_seconds(), 1),
+            "machine": {**self.machine, "loadavg_start": self.load_start, "loadavg_end": os.getloadavg()},
+            "parameters": parameters,
+            "results": results,
+            "notes": notes or [],
+        }
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path = RESULTS / filename
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"wrote {path.relative_to(REPO)}")
+        return path
+
+
+def default_suffix(device: torch.device) -> str:
+    return "cuda" if device.type == "cuda" else "cpu"
+
+
+def log(*parts) -> None:
+    print(*parts, flush=True, file=sys.stderr)
