@@ -92,8 +92,9 @@ def cpu_seconds() -> float:
 
 
 def rate(count: float, timing: dict) -> dict:
-    """Throughput (count per second) at the median and at the best run."""
-    return {"median": count / timing["median_s"], "best": count / timing["min_s"]}
+    """Throughput: per wall second at the median and best run, and per CPU second (median)."""
+    return {"median": round(count / timing["median_s"], 2), "best": round(count / timing["min_s"], 2),
+            "per_cpu_s": round(count / timing["cpu_s"], 2) if timing.get("cpu_s") else None}
 
 
 def public(timing: dict) -> dict:

@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from _common import REPO, Run, cpu_seconds, log
 from synthgate.catalog import default_search_path, resolve
 from synthgate.demo import build_world
@@ -127,9 +129,13 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, help="synthgate cache (default $SYNTHGATE_CACHE, else a temp dir "
                                                    "removed at the end, so the model is trained first)")
     parser.add_argument("--repeats", type=int, default=2, help="warm gate-equivalent runs (default 2)")
+    parser.add_argument("--threads", type=int, help="torch threads, here and in the pytest run (OMP_NUM_THREADS)")
     parser.add_argument("--no-pytest", action="store_true", help="skip the pytest subprocess run")
     parser.add_argument("--out", default="experiments-cpu.json", help="result file name in bench/results/")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by the pytest subprocess
     temporary = None
     cache = args.cache or (Path(os.environ["SYNTHGATE_CACHE"]) if "SYNTHGATE_CACHE" in os.environ else None)
     if cache is None:
@@ -158,7 +164,8 @@ def main() -> None:
         "retraining grid (probe mode), 'model' loads the cached checkpoint.",
         "pytest_warm.new_feature_shards = 0 means the pytest session ran no image through the network.",
     ]
-    parameters = {"cache": "temporary" if temporary else str(cache), "repeats": args.repeats}
+    parameters = {"cache": "temporary" if temporary else str(cache), "repeats": args.repeats,
+                  "threads": torch.get_num_threads()}
     run.save(args.out, parameters, results, notes)
 
 

@@ -148,6 +148,13 @@ def main() -> None:
                     "pipeline_over_bare_throughput": round(bare["median_s"] / pipe["median_s"], 3),
                     "decode_workers": workers_used(count),
                 }
+                if precision == "fp32":  # what channels_last alone would give fp32 (synthgate uses it for bf16 only)
+                    model_cl = prepared(base, device, "bf16")
+                    batches_cl = [b.contiguous(memory_format=torch.channels_last) for b in batches]
+                    cl = timed(bare_forward(model_cl, batches_cl, device, precision), repeats=args.repeats,
+                               device=device)
+                    entry[precision]["bare_forward_channels_last"] = {**public(cl), "images_per_s": rate(count, cl)}
+                    del model_cl, batches_cl
                 if workers_used(count):
                     log(f"{size} px {precision}: pipeline, decoding in-process")
                     single = in_process(lambda: timed(pipeline, repeats=args.repeats, device=device))
@@ -164,6 +171,9 @@ def main() -> None:
         "MIN_IMAGES_FOR_WORKERS images); bare = synthgate.embed.forward_features on the same images "
         "pre-decoded into device tensors, same batch size and precision.",
         "pipeline_over_bare_throughput = bare median time / pipeline median time.",
+        "images_per_s.per_cpu_s: images per CPU second of this process and its reaped DataLoader workers, "
+        "the steadier number on a loaded machine.",
+        "bare_forward_channels_last (fp32 only): the bare forward with the model and input in channels_last.",
         "pipeline_in_process_decode: the same pipeline with DataLoader workers switched off, measured where "
         "run_model would start them (images >= synthgate.embed.MIN_IMAGES_FOR_WORKERS).",
         "bf16 = channels_last + torch.autocast(bfloat16); bf16_vs_fp32 compares the two pipeline outputs.",

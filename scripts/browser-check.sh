@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Open the demo's HTML report in headless Chromium and check what a reader sees;
-# the screenshot is kept at reports/demo-screenshot.png. With --install, or when
-# CI is set, first installs Debian's chromium if it is missing (idempotent).
-# Other arguments go to pytest.
+# the screenshot is kept at reports/demo-screenshot.png. Other arguments go to pytest.
+#   --install       first install Debian's chromium if it is missing (also when CI is set)
+#   --install-only  only that (for a test script that runs the whole suite afterwards)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 install=${CI:+yes}
-if [ "${1:-}" = "--install" ]; then
-  install=yes
-  shift
-fi
+run_test=yes
+case "${1:-}" in
+  --install) install=yes; shift ;;
+  --install-only) install=yes; run_test=; shift ;;
+esac
 if [ -n "$install" ] && ! command -v chromium >/dev/null 2>&1; then
   sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
   $sudo apt-get update -q
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver
 fi
+[ -n "$run_test" ] || exit 0
 exec .venv/bin/python -m pytest tests/e2e/test_report.py -k browser -rs "$@"

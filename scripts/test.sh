@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# CI also installs Debian's chromium for the report's browser test (skipped, with the reason, elsewhere).
+if [ -n "${CI:-}" ]; then bash scripts/browser-check.sh --install-only; fi
 exec .venv/bin/python -m pytest tests "$@"

@@ -155,6 +155,8 @@ def _training_data(args: argparse.Namespace):
     from synthgate.train import ReferenceModelSpec, TrainSettings
 
     if args.release:
+        if args.dataset:
+            raise UsageProblem("--dataset goes with --data: a release's reference data names its data sets in release.toml")
         evaluation = ReleaseEvaluation(load_release(_release_folder(args.release, args.releases_dir, args.cache)),
                                        GateOptions(cache_dir=_cache_dir(args.cache)))
         plan = evaluation.model_plan
@@ -163,7 +165,7 @@ def _training_data(args: argparse.Namespace):
     if not args.dataset:
         raise UsageProblem("--data needs --dataset NAME: the data sets these images come from go on the model card (leakage checks read it)")
     folder = Path(args.data)
-    collection = datasets.from_manifest(folder, f"{folder.name}", tuple(args.dataset))
+    collection = datasets.from_manifest(folder, folder.name, tuple(args.dataset))
     return collection, collection.classes, TrainSettings()
 
 
@@ -211,10 +213,10 @@ def build_parser() -> Parser:
         sub.add_argument("--releases-dir", metavar="DIR", help="extra folder of releases, searched first")
         sub.add_argument("--cache", metavar="DIR", help="synthgate cache (default $SYNTHGATE_CACHE or ~/.cache/synthgate)")
 
-    def add(name: str, summary: str, description: str, codes: str) -> Parser:
+    def add(name: str, summary: str, description: str, codes: str, **kwargs) -> Parser:
         parser.subcommands[name] = commands.add_parser(
             name, help=summary, description=description, epilog="exit codes:\n" + codes,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs,
         )
         return parser.subcommands[name]
 
@@ -223,7 +225,8 @@ Run `pytest quality_checks --release=RELEASE`, writing the HTML report, JUnit XM
 and JSON summary to REPORTS/NAME.html, .xml and .json (tables and scores beside
 them) and, when the release is cleared, its clearance record to
 REPORTS/NAME.clearance.json. Other options go to pytest: `-n 2` (pytest-xdist),
-or `-m integrity` (a partial run, which is never cleared).""", GATE_CODES)
+or `-m integrity` (a partial run, which is never cleared).""", GATE_CODES,
+               usage="synthgate gate RELEASE [--reports DIR] [--clearance PATH] [...] [PYTEST OPTION ...]")
     gate.add_argument("release", metavar="RELEASE", help="release name or folder with release.toml")
     gate.add_argument("--reports", metavar="DIR", default="reports", help="where the report files go (default: reports)")
     gate.add_argument("--clearance", metavar="PATH", help="where to write the clearance record (default: REPORTS/NAME.clearance.json)")
@@ -250,7 +253,8 @@ return at once) and list the releases with the verdict each must get.""", OTHER_
 Train DenseNet121 (torchxrayvision's form) on real labelled images that the
 generator never saw; write the checkpoint and its model card (PATH.card.json).
 Train on a release's [reference] train data with its class mapping (settings
-default to its [model] table), or on a folder with manifest.csv.""", OTHER_CODES)
+default to its [model] table), or on a folder with manifest.csv. A model trained
+on the same images with the same settings is reused from the cache.""", OTHER_CODES)
     source = train.add_mutually_exclusive_group(required=True)
     source.add_argument("--release", metavar="RELEASE", help="train on this release's reference train data")
     source.add_argument("--data", metavar="FOLDER", help="train on a folder with manifest.csv (path, patient_id, 0/1 class columns)")

@@ -31,7 +31,7 @@ def expect_no_offences(offences: list[Offence], what: str) -> None:
     )
 
 
-def _judged_number(criterion: Criterion, estimate: Estimate) -> float:
+def judged_number(criterion: Criterion, estimate: Estimate) -> float:
     return {"point": estimate.value, "ci_low": estimate.low, "ci_high": estimate.high}[criterion.judge]
 
 
@@ -39,9 +39,9 @@ def expect_criterion(criterion: Criterion, estimate: Estimate | None, problem: s
     """Fail unless the judged number (point or CI bound) reaches the criterion's minimum."""
     description = CRITERIA[criterion.name][1]
     where = f"{criterion.class_name}: {description}"
-    if problem or estimate is None or math.isnan(_judged_number(criterion, estimate)):
+    if problem or estimate is None or math.isnan(judged_number(criterion, estimate)):
         raise GateFailure(f"{where} could not be measured: {problem or 'undefined value'}")
-    judged = _judged_number(criterion, estimate)
+    judged = judged_number(criterion, estimate)
     if judged < criterion.minimum:
         basis = {"point": "point estimate", "ci_low": "lower CI bound", "ci_high": "upper CI bound"}[criterion.judge]
         raise GateFailure(

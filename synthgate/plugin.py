@@ -14,7 +14,7 @@ from synthgate import clearance
 from synthgate import report as reporting
 from synthgate.catalog import ReleaseNotFound, default_search_path, resolve
 from synthgate.config import ConfigError
-from synthgate.gate import GateFailure, _judged_number, measure
+from synthgate.gate import GateFailure, judged_number, measure
 from synthgate.release import CRITERIA, Criterion, load_release
 from synthgate.report import FAMILIES
 from synthgate.session import GateOptions, ReleaseEvaluation, default_cache_dir
@@ -146,6 +146,8 @@ def evaluated_release(release_evaluation: ReleaseEvaluation) -> ReleaseEvaluatio
     if not release_evaluation.integrity.ok:
         failed = sorted(check for check, found in release_evaluation.integrity.problems.items() if found)
         pytest.skip(f"not evaluated: the release failed integrity ({', '.join(failed)})")
+    if release_evaluation.missing_sections:
+        pytest.skip(f"not evaluated: release.toml has no {' or '.join(release_evaluation.missing_sections)}")
     leaks = sorted(check for check, found in release_evaluation.leakage.items() if found)
     if leaks:
         pytest.skip(f"not evaluated: leakage found ({', '.join(leaks)})")
@@ -180,7 +182,7 @@ def _criterion_facts(item: pytest.Item, call: pytest.CallInfo) -> dict:
                  "description": CRITERIA[criterion.name][1]}
         if judged:  # measure() was just run by the check: cached, so this costs nothing
             estimate, problem = measure(evaluation_of(item.config), criterion)
-            value = None if estimate is None else _judged_number(criterion, estimate)
+            value = None if estimate is None else judged_number(criterion, estimate)
             facts.update(reporting.measured(criterion, estimate, problem, value))
         return facts
     name = getattr(item, "originalname", item.name).removeprefix("test_")
@@ -234,6 +236,15 @@ class GateRecorder:
         self.worker_outputs: list[dict] = []
         self.summary: dict | None = None
         self.data: dict | None = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Open the release in the main process before anything runs: with xdist, before any worker starts.
+
+        A bad name or config is then one clear usage error, not a crash in every worker.
+        """
+        if option(self.config, "release") and not hasattr(self.config, "workerinput"):
+            evaluation_of(self.config)
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
         self.deselected += sum(not _undeclared(item) for item in items)

@@ -34,7 +34,6 @@ FAMILIES = {
     "distribution": "synthetic images are distributed like real ones",
     "privacy": "synthetic images are not copies of training images",
 }
-VERDICTS = ("cleared", "blocked", "incomplete")
 SAMPLES_PER_CLASS = 6
 PAIRS_SHOWN = 8
 DETAIL_ROWS_KEPT = 100
@@ -197,7 +196,7 @@ def _scores(evaluation) -> dict:
     wanted = {"real test": "test"}
     if "pretrained" in computed:
         wanted = {"validation": "validation", "real test": "test", "synthetic": "synthetic"}
-    index = evaluation._class_outputs()
+    index = evaluation.class_outputs()
     scores = {}
     for set_name, split in wanted.items():
         collection = splits[split]

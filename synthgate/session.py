@@ -100,11 +100,19 @@ class ReleaseEvaluation:
         if not table:
             return None
         if "train" in table:
-            return ReferenceModelSpec.from_table(Table(table, self.release.config_file, "model"))
+            plan = ReferenceModelSpec.from_table(Table(table, self.release.config_file, "model"))
+            if plan.data == "source" and self.release.source_images is None:
+                raise ConfigError(self.release.config_file, "model.train", "'source' needs [release] source_images")
+            return plan
         try:
             return ModelSpec.from_config(table, self.release.root)
         except ModelSpecError as error:
             raise ConfigError(self.release.config_file, "model", str(error)) from None
+
+    @property
+    def missing_sections(self) -> list[str]:
+        """Sections the model-based checks need that release.toml does not have."""
+        return [name for name, value in (("[reference]", self.release.reference), ("[model]", self.model_plan)) if not value]
 
     def _training_collection(self) -> Collection:
         return self.reference_train if self.model_plan.data == "reference" else self.source_images
@@ -183,7 +191,7 @@ class ReleaseEvaluation:
     def utility_spec(self):
         return dataclasses.replace(self.release.utility, **self.options.utility_overrides)
 
-    def _class_outputs(self) -> dict[str, int]:
+    def class_outputs(self) -> dict[str, int]:
         """Release class -> index of the model output it maps to."""
         outputs = list(self.model.outputs)
         missing = [c for c in self.release.classes if c.model_output not in outputs]
@@ -213,7 +221,7 @@ class ReleaseEvaluation:
     def pretrained(self):
         from synthgate.experiments import pretrained_evaluation
 
-        index = self._class_outputs()
+        index = self.class_outputs()
         scored = {name: self.embeddings(collection).scores for name, collection in self.splits.items()}
         labels, scores = {}, {}
         for name, k in index.items():

@@ -70,6 +70,7 @@ class Study:
     seed: int
     size: int
     patients: float  # fraction of the patient groups used (the CI profile uses fewer)
+    gate_args: tuple[str, ...]  # extra arguments for each gate run (a profile's choice)
     data: DataRef
     fractions: dict[str, float]  # part -> fraction of the patient groups
     source_dataset: str
@@ -88,11 +89,12 @@ def load_study(file: Path | None = None, size: int | None = None, patients: floa
     file = Path(file or study_file()).resolve()
     top = Table(read_toml(file), file)
     name, seed = top.get("name", str), top.get("seed", int)
-    chosen = {"size": top.get("size", int), "patients": top.get("patients", float, 1.0)}
+    chosen = {"size": top.get("size", int), "patients": top.get("patients", float, 1.0), "gate_args": []}
     profiles = top.table("profiles", {})
     for profile_name in list(profiles.data):
         table = profiles.table(profile_name)
-        values = {"size": table.get("size", int, chosen["size"]), "patients": table.get("patients", float, chosen["patients"])}
+        values = {"size": table.get("size", int, chosen["size"]), "patients": table.get("patients", float, chosen["patients"]),
+                  "gate_args": table.get_list("gate_args", str, [])}
         table.finish()
         if profile_name == profile:
             chosen.update(values)
@@ -140,8 +142,8 @@ def load_study(file: Path | None = None, size: int | None = None, patients: floa
         entry.finish()
     table.finish()
     top.finish()
-    return Study(file, name, seed, size, patients, data_ref, fractions, source_dataset, reference_dataset,
-                 template, releases)
+    return Study(file, name, seed, size, patients, tuple(chosen["gate_args"]), data_ref, fractions, source_dataset,
+                 reference_dataset, template, releases)
 
 
 def _data_ref(table: Table, base: Path, override: Path | None) -> DataRef:
@@ -636,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.run:
         return 0
     reports = (args.reports or Path("reports") / study.name / f"{study.size}px").resolve()
-    results = run_study(root, cache, reports, args.gate_arg)
+    results = run_study(root, cache, reports, [*study.gate_args, *args.gate_arg])
     print(f"results: {reports / 'results.md'}")
     return 0 if all(r["as_expected"] for r in results["releases"]) else 1
 

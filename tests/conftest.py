@@ -61,7 +61,7 @@ def run_gate(gate_cache, tmp_path_factory):
         command = [sys.executable, "-m", "pytest", "quality_checks", f"--release={release}",
                    f"--gate-summary={summary_file}", "-q", "-p", "no:cacheprovider", *args]
         env = {**os.environ, "SYNTHGATE_CACHE": str(gate_cache)}
-        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
         summary = json.loads(summary_file.read_text()) if summary_file.exists() else None
         return GateRun(done.returncode, done.stdout + done.stderr, summary)
 

@@ -38,7 +38,7 @@ def built(gate_cache):
 def test_splits_share_no_patient_and_no_image(built):
     from synthgate.datasets import from_manifest
 
-    parts = {folder: from_manifest(built / folder, folder, ("x",)) for folder in real_study.FOLDERS.values()}
+    parts = {folder: from_manifest(built / folder, folder, STUDY.classes) for folder in real_study.FOLDERS.values()}
     facts = json.loads((built / "study.json").read_text())
     for first in parts:
         for second in parts:
@@ -64,7 +64,7 @@ def test_releases_are_disjoint_from_the_source_images(built):
 @pytest.mark.parametrize("name", RELEASES)
 def test_release_verdict(built, run_gate, name):
     expect = STUDY.releases[name]["expect"]
-    result = run_gate(str(built / "releases" / name))
+    result = run_gate(str(built / "releases" / name), *STUDY.gate_args)
     assert result.summary is not None, result.output
     if expect["cleared"]:
         assert result.returncode == 0, result.output
