@@ -64,7 +64,7 @@ class TrainResult:
 
 def decode_all(collection: Collection, size: int) -> torch.Tensor:
     """Every image of the collection as one (n, 1, size, size) tensor in xrv range."""
-    loader = DataLoader(ImageFiles(collection.paths, size), batch_size=256, num_workers=min(2, len(collection) // 256))
+    loader = DataLoader(ImageFiles(collection.paths, size), batch_size=256)  # decoding is not the bottleneck (see embed)
     return torch.cat(list(loader)) if len(collection) else torch.zeros((0, 1, size, size))
 
 
