@@ -8,11 +8,14 @@ Timings are repeated and reported as median and min; nothing here asserts a time
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -47,6 +50,7 @@ def machine(device: torch.device | None = None) -> dict:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
+        "native_thread_pools": blas_threads(),
         "gpu": None,
     }
     if torch.cuda.is_available():
@@ -55,6 +59,30 @@ def machine(device: torch.device | None = None) -> dict:
         info["gpu"] = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
                        "cuda": torch.version.cuda}
     return info
+
+
+def set_threads(threads: int | None) -> None:
+    """Limit torch (OpenMP) and numpy/scipy (OpenBLAS) to ``threads``, here and in subprocesses.
+
+    On a machine shared with other jobs, 2-thread OpenMP/OpenBLAS ops on 2 cores wait
+    for descheduled peers and were measured 4-15x slower than single-threaded ones;
+    ``--threads 1`` gives numbers that mean something there. torch.set_num_threads
+    alone does not reach numpy's OpenBLAS; threadpoolctl does.
+    """
+    if not threads:
+        return
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(limits=threads)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+
+
+def blas_threads() -> list:
+    from threadpoolctl import threadpool_info
+
+    return [f"{i['internal_api']}:{i['num_threads']}" for i in threadpool_info()]
 
 
 def sync(device: torch.device) -> None:
@@ -103,6 +131,13 @@ def public(timing: dict) -> dict:
             for k, v in timing.items() if k != "value"}
 
 
+def _malloc_trim() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: peaks may then be underestimated
+        pass
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -113,8 +148,9 @@ def peak_memory(device: torch.device):
     """Peak memory above the starting level while the block runs, in MiB: ``box["peak_mib"]``.
 
     CUDA: ``torch.cuda.max_memory_allocated``. CPU: resident set size sampled every
-    2 ms in a thread (tracemalloc does not see torch's allocator, and ru_maxrss
-    only ever grows over the whole process).
+    2 ms in a thread, after handing freed heap memory back to the OS (malloc_trim),
+    so that earlier measurements do not hide this one's allocations (tracemalloc
+    does not see torch's allocator, and ru_maxrss only ever grows).
     """
     box: dict = {}
     if device.type == "cuda":
@@ -126,6 +162,8 @@ def peak_memory(device: torch.device):
         box["peak_mib"] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
         box["how"] = "torch.cuda.max_memory_allocated above the starting allocation"
         return
+    gc.collect()
+    _malloc_trim()
     base, peak, done = _rss_bytes(), [0], threading.Event()
 
     def sample():
@@ -145,6 +183,16 @@ def peak_memory(device: torch.device):
         box["how"] = "process RSS sampled every 2 ms, peak above the RSS at start"
 
 
+def code_state() -> dict:
+    """The commit, and any local changes to synthgate/ (others may edit it while a benchmark runs)."""
+    def git(*args):
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "synthgate_changes": (git("status", "--porcelain", "--", "synthgate") or "").splitlines()}
+
+
 class Run:
     """One benchmark run: records the machine and load at start, writes the JSON at the end."""
 
@@ -153,14 +201,16 @@ class Run:
         self.started = datetime.now(timezone.utc)
         self.machine = machine(device)
         self.load_start = os.getloadavg()
+        self.code = code_state()
 
     def save(self, filename: str, parameters: dict, results: dict, notes: list[str] | None = None) -> Path:
         record = {
             "benchmark": self.name,
             "date": self.started.isoformat(timespec="seconds"),
-            "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]]),
+            "command": shlex.join([".venv/bin/python", os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]]),
             "duration_s": round((datetime.now(timezone.utc) - self.started).total_seconds(), 1),
             "machine": {**self.machine, "loadavg_start": self.load_start, "loadavg_end": os.getloadavg()},
+            "code": {"start": self.code, "end": code_state()},
             "parameters": parameters,
             "results": results,
             "notes": notes or [],

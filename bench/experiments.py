@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from _common import REPO, Run, cpu_seconds, log
+from _common import REPO, Run, cpu_seconds, log, set_threads
 from synthgate.catalog import default_search_path, resolve
 from synthgate.demo import build_world
 from synthgate.release import load_release
@@ -129,13 +129,12 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, help="synthgate cache (default $SYNTHGATE_CACHE, else a temp dir "
                                                    "removed at the end, so the model is trained first)")
     parser.add_argument("--repeats", type=int, default=2, help="warm gate-equivalent runs (default 2)")
-    parser.add_argument("--threads", type=int, help="torch threads, here and in the pytest run (OMP_NUM_THREADS)")
+    parser.add_argument("--threads", type=int,
+                        help="torch and BLAS threads, here and in the pytest run (1 on a shared machine)")
     parser.add_argument("--no-pytest", action="store_true", help="skip the pytest subprocess run")
     parser.add_argument("--out", default="experiments-cpu.json", help="result file name in bench/results/")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by the pytest subprocess
+    set_threads(args.threads)  # also inherited by the pytest subprocess
     temporary = None
     cache = args.cache or (Path(os.environ["SYNTHGATE_CACHE"]) if "SYNTHGATE_CACHE" in os.environ else None)
     if cache is None:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from _common import Run, default_suffix, log, public, rate, timed
+from _common import Run, default_suffix, log, public, rate, set_threads, timed
 import synthgate.embed
 from synthgate.embed import forward_features, run_model
 from synthgate.imaging import load_xrv
@@ -60,9 +60,9 @@ def bare_forward(model, batches: list[torch.Tensor], device: torch.device, preci
     return run
 
 
-def workers_used(count: int) -> bool:
-    """Whether ``run_model`` decodes in DataLoader worker processes for this many images."""
-    return count >= synthgate.embed.MIN_IMAGES_FOR_WORKERS
+def workers_used(count: int, device: torch.device) -> bool:
+    """Whether ``run_model`` decodes in DataLoader worker processes (its rule: GPU and a large set)."""
+    return device.type == "cuda" and count >= synthgate.embed.MIN_IMAGES_FOR_WORKERS
 
 
 def in_process(fn):
@@ -101,14 +101,14 @@ def main() -> None:
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median and min)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int,
+                        help="torch and BLAS threads (default: the libraries' choice; 1 on a shared machine)")
     parser.add_argument("--checkpoint", type=Path,
                         help="a synthgate checkpoint (trained weights, for a more meaningful bf16 tolerance); "
                              "default: a randomly initialised DenseNet121 with 3 outputs")
     parser.add_argument("--out", help="result file name in bench/results/ (default extraction-<device>.json)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     device = torch.device(args.device)
     sizes = [int(s) for s in args.sizes.split(",")]
     counts = [int(n) for n in args.images.split(",")]
@@ -146,7 +146,7 @@ def main() -> None:
                     "bare_forward": {**public(bare), "images_per_s": rate(count, bare)},
                     # < 1: the pipeline reaches this fraction of the bare network's throughput
                     "pipeline_over_bare_throughput": round(bare["median_s"] / pipe["median_s"], 3),
-                    "decode_workers": workers_used(count),
+                    "decode_workers": workers_used(count, device),
                 }
                 if precision == "fp32":  # what channels_last alone would give fp32 (synthgate uses it for bf16 only)
                     model_cl = prepared(base, device, "bf16")
@@ -155,7 +155,7 @@ def main() -> None:
                                device=device)
                     entry[precision]["bare_forward_channels_last"] = {**public(cl), "images_per_s": rate(count, cl)}
                     del model_cl, batches_cl
-                if workers_used(count):
+                if workers_used(count, device):
                     log(f"{size} px {precision}: pipeline, decoding in-process")
                     single = in_process(lambda: timed(pipeline, repeats=args.repeats, device=device))
                     entry[precision]["pipeline_in_process_decode"] = {**public(single),
@@ -167,8 +167,8 @@ def main() -> None:
             results[f"{size}px"] = entry
 
     notes = [
-        "pipeline = synthgate.embed.run_model on PNG files (decode in DataLoader workers when >= "
-        "MIN_IMAGES_FOR_WORKERS images); bare = synthgate.embed.forward_features on the same images "
+        "pipeline = synthgate.embed.run_model on PNG files (decoded in DataLoader workers on a GPU with >= "
+        "MIN_IMAGES_FOR_WORKERS images, else in the main process); bare = synthgate.embed.forward_features on the same images "
         "pre-decoded into device tensors, same batch size and precision.",
         "pipeline_over_bare_throughput = bare median time / pipeline median time.",
         "images_per_s.per_cpu_s: images per CPU second of this process and its reaped DataLoader workers, "

@@ -25,7 +25,7 @@ import argparse
 import numpy as np
 import torch
 
-from _common import Run, default_suffix, log, peak_memory, public, timed
+from _common import Run, default_suffix, log, peak_memory, public, set_threads, timed
 from synthgate.distribution import knn, pairwise_sq_dists_chunked, shift_tolerant_similarity
 
 TARGET = 100_000
@@ -45,6 +45,7 @@ def scaled(entry: dict, n: int, m: int, flops_per_pair: float) -> dict:
     entry["pairs_per_s"] = pairs / entry["median_s"]
     entry["gflop_per_s"] = round(flops_per_pair * pairs / entry["min_s"] / 1e9, 1)
     entry["extrapolated_100k_x_100k_s"] = round(entry["median_s"] * TARGET * TARGET / pairs)
+    entry["extrapolated_100k_x_100k_cpu_s"] = round(entry["cpu_s"] * TARGET * TARGET / pairs)
     return entry
 
 
@@ -58,11 +59,11 @@ def main() -> None:
     parser.add_argument("--max-shift", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int,
+                        help="torch and BLAS threads (default: the libraries' choice; 1 on a shared machine)")
     parser.add_argument("--out", help="result file name in bench/results/ (default neighbours-<device>.json)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     device = torch.device(args.device)
     run = Run("neighbours", device)
     rng = np.random.default_rng(0)
@@ -98,8 +99,9 @@ def main() -> None:
         results["shift_tolerant_similarity"][str(n)] = scaled(entry, n, n, 2 * shifts * crop)
 
     notes = [
-        f"extrapolated_100k_x_100k_s = median_s * (100000^2 / (n*m)): an extrapolation from the measured size, "
-        f"assuming time grows with the number of pairs; not a measurement.",
+        "extrapolated_100k_x_100k_s = median_s * (100000^2 / (n*m)) (and _cpu_s from cpu_s): an extrapolation "
+        "from the measured size, assuming time grows with the number of pairs; not a measurement. Use the "
+        "largest size: small sizes carry fixed overheads.",
         f"knn: k={args.k}, random float32 features of dimension {args.dim}, query and reference of equal size; "
         "on CPU knn computes in float64 (synthgate.distribution._device_dtype), on CUDA in float32.",
         "distance_blocks: only iterating pairwise_sq_dists_chunked (default chunk 4096), no top-k.",

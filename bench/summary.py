@@ -1,0 +1,96 @@
+"""Markdown tables of the key numbers in bench/results/*.json, for bench/README.md.
+
+Why: the README's table should be copied from the JSON, not typed; run this after
+a benchmark and paste its output.
+
+    .venv/bin/python bench/summary.py [bench/results/extraction-cpu.json ...]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def header(record: dict) -> str:
+    m = record["machine"]
+    gpu = f", GPU {m['gpu']['name']}" if m.get("gpu") else ""
+    load = f"load {m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}"
+    return (f"`{record['command']}` ({record['date'][:16]}, {m['cpu_model']} x{m['cpu_count']}{gpu}, "
+            f"torch {m['torch']} with {m['torch_threads']} threads, {load})")
+
+
+def extraction(record: dict) -> list[str]:
+    rows = ["| size | precision | pipeline img/s (median / best / per CPU-s) | bare img/s (median / best / per CPU-s) "
+            "| pipeline / bare |", "|---|---|---|---|---|"]
+
+    def cell(r):
+        return f"{r['median']:.1f} / {r['best']:.1f} / {r['per_cpu_s'] or float('nan'):.1f}"
+
+    tolerance = []
+    for size, entry in record["results"].items():
+        for precision in record["parameters"]["precisions"]:
+            e = entry[precision]
+            rows.append(f"| {size} | {precision} | {cell(e['pipeline']['images_per_s'])} "
+                        f"| {cell(e['bare_forward']['images_per_s'])} | {e['pipeline_over_bare_throughput']:.2f} |")
+        if "bf16_vs_fp32" in entry:
+            t = entry["bf16_vs_fp32"]
+            tolerance.append(f"| {size} | {t['max_abs_score_diff']:.4f} | {t['mean_abs_score_diff']:.4f} "
+                             f"| {t['p99_abs_score_diff']:.4f} | {t['feature_cosine_min']:.6f} | {t['images']} |")
+    if tolerance:
+        rows += ["", "| size | max abs d(score) bf16-fp32 | mean abs | p99 abs | min feature cosine | images |",
+                 "|---|---|---|---|---|---|", *tolerance]
+    return rows
+
+
+def experiments(record: dict) -> list[str]:
+    r = record["results"]
+    first, warm, cpu = r["first_run"], r["warm"], r["first_run"]["cpu_s"]
+    images = sum(first["split_sizes"].values()) + first["realism_target"]["images"]
+    rows = ["| stage | wall s (median / min) | CPU s |", "|---|---|---|",
+            f"| first run: build the demo world | {first['demo_build_s']:.1f} | {cpu['demo_build']:.1f} |"]
+    if not first["models_cached_before"]:
+        rows.append(f"| first run: model training | {first['model_training_s']:.1f} | {cpu['model_training']:.1f} |")
+    rows.append(f"| first run: feature extraction ({images} images) "
+                f"| {first['feature_extraction_s'] + first['target_extraction_s']:.1f} "
+                f"| {cpu['feature_extraction'] + cpu['target_extraction']:.1f} |")
+    for stage, s in warm["stages"].items():
+        if stage == "utility":
+            stage = f"utility (whole grid: {warm['grid_cells']} cells, {warm['grid_head_fits']} fits)"
+        rows.append(f"| warm: {stage} | {s['median_s']:.2f} / {s['min_s']:.2f} | {s['cpu_s']:.2f} |")
+    total = warm["total"]
+    rows.append(f"| warm: whole gate in-process | {total['median_s']:.1f} / {total['min_s']:.1f} | {total['cpu_s']:.1f} |")
+    rows += ["", f"Forward passes on the warm runs: {warm['forward_passes']}."]
+    if "pytest_warm" in r:
+        p = r["pytest_warm"]
+        rows[-2:-2] = [f"| warm: `pytest quality_checks --release=demo` subprocess | {p['wall_s']:.1f} | {p['cpu_s']:.1f} |"]
+        rows[-1] += (f" New feature shards written by the pytest run: {p['new_feature_shards']} "
+                     f"(exit code {p['exit_code']}: `{p['summary']}`).")
+    return rows
+
+
+def neighbours(record: dict) -> list[str]:
+    rows = ["| search | n x n | median s | min s | CPU s | pairs/s | peak MiB | 100k x 100k, extrapolated: wall / CPU |",
+            "|---|---|---|---|---|---|---|---|"]
+    for family, entries in record["results"].items():
+        for key, e in entries.items():
+            variant, _, n = key.rpartition("-")
+            hours = e["extrapolated_100k_x_100k_s"] / 3600, e.get("extrapolated_100k_x_100k_cpu_s", float("nan")) / 3600
+            rows.append(f"| {family} {variant} | {n} | {e['median_s']:.2f} | {e['min_s']:.2f} | {e['cpu_s']:.2f} "
+                        f"| {e['pairs_per_s']:.3g} | {e['peak_mib']:.0f} | {hours[0]:.2f} h / {hours[1]:.2f} h |")
+    return rows
+
+
+def main() -> None:
+    files = [Path(a) for a in sys.argv[1:]] or sorted(RESULTS.glob("*.json"))
+    for path in files:
+        record = json.loads(path.read_text())
+        print(f"#### {path.name}\n\n{header(record)}\n")
+        print("\n".join(globals()[record["benchmark"]](record)) + "\n")
+
+
+if __name__ == "__main__":
+    main()
