@@ -19,8 +19,12 @@ def header(record: dict) -> str:
     m = record["machine"]
     gpu = f", GPU {m['gpu']['name']}" if m.get("gpu") else ""
     load = f"load {m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}"
+    code = record.get("code", {})
+    commit = f", commit {code['start']['commit']}" if code else ""
+    if code and code["start"] != code["end"]:
+        commit += f" (synthgate/ changed during the run: {code['end']['synthgate_changes'] or code['end']['commit']})"
     return (f"`{record['command']}` ({record['date'][:16]}, {m['cpu_model']} x{m['cpu_count']}{gpu}, "
-            f"torch {m['torch']} with {m['torch_threads']} threads, {load})")
+            f"torch {m['torch']} with {m['torch_threads']} threads, {load}{commit})")
 
 
 def extraction(record: dict) -> list[str]:
@@ -79,7 +83,7 @@ def neighbours(record: dict) -> list[str]:
         for key, e in entries.items():
             variant, _, n = key.rpartition("-")
             hours = e["extrapolated_100k_x_100k_s"] / 3600, e.get("extrapolated_100k_x_100k_cpu_s", float("nan")) / 3600
-            rows.append(f"| {family} {variant} | {n} | {e['median_s']:.2f} | {e['min_s']:.2f} | {e['cpu_s']:.2f} "
+            rows.append(f"| {f'{family} {variant}'.strip()} | {n} | {e['median_s']:.2f} | {e['min_s']:.2f} | {e['cpu_s']:.2f} "
                         f"| {e['pairs_per_s']:.3g} | {e['peak_mib']:.0f} | {hours[0]:.2f} h / {hours[1]:.2f} h |")
     return rows
 
