@@ -184,12 +184,12 @@ def peak_memory(device: torch.device):
 
 
 def code_state() -> dict:
-    """The commit, and any local changes to synthgate/ (others may edit it while a benchmark runs)."""
+    """The commit, synthgate/'s tree in it and local changes there (others may edit it while a benchmark runs)."""
     def git(*args):
         done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
         return done.stdout.strip() if done.returncode == 0 else None
 
-    return {"commit": git("rev-parse", "--short", "HEAD"),
+    return {"commit": git("rev-parse", "--short", "HEAD"), "synthgate_tree": git("rev-parse", "--short", "HEAD:synthgate"),
             "synthgate_changes": (git("status", "--porcelain", "--", "synthgate") or "").splitlines()}
 
 

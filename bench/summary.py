@@ -21,7 +21,8 @@ def header(record: dict) -> str:
     load = f"load {m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}"
     code = record.get("code", {})
     commit = f", commit {code['start']['commit']}" if code else ""
-    if code and code["start"] != code["end"]:
+    changed = [k for k in ("synthgate_tree", "synthgate_changes") if code and code["start"].get(k) != code["end"].get(k)]
+    if changed:
         commit += f" (synthgate/ changed during the run: {code['end']['synthgate_changes'] or code['end']['commit']})"
     return (f"`{record['command']}` ({record['date'][:16]}, {m['cpu_model']} x{m['cpu_count']}{gpu}, "
             f"torch {m['torch']} with {m['torch_threads']} threads, {load}{commit})")

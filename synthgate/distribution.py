@@ -381,7 +381,8 @@ def shift_tolerant_similarity(queries, references, max_shift: int = 4, chunk: in
 
     Images (n, h, w) are compared as residuals from the references' mean image
     (so that shared anatomy does not count as similarity), by Pearson correlation
-    of their central crops at every integer shift up to ``max_shift`` pixels: a
+    of a query window at every integer shift up to ``max_shift`` pixels with the
+    references' central crop, the mean being subtracted after the shift: a
     near-copy that was moved by a few pixels still correlates highly, two different
     patients do not. Returns (best similarity, index of the best reference) per query.
     References are processed ``chunk`` at a time, so memory stays bounded.
@@ -391,10 +392,9 @@ def shift_tolerant_similarity(queries, references, max_shift: int = 4, chunk: in
     r = torch.as_tensor(np.asarray(references, dtype=np.float32), device=device)
     if q.shape[1:] != r.shape[1:]:
         raise ValueError(f"queries are {tuple(q.shape[1:])} images, references {tuple(r.shape[1:])}")
-    mean = r.mean(0)
-    q, r = q - mean, r - mean
     h, w = r.shape[1:]
     crop = (slice(max_shift, h - max_shift), slice(max_shift, w - max_shift))
+    mean = r.mean(0)[crop]  # subtracted after each shift, so that a moved copy's residual is the original's
 
     def unit(x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(len(x), -1)
@@ -403,10 +403,10 @@ def shift_tolerant_similarity(queries, references, max_shift: int = 4, chunk: in
     best = torch.full((len(q),), -2.0, device=device)
     index = torch.zeros(len(q), dtype=torch.long, device=device)
     for start in range(0, len(r), chunk):
-        ref = unit(r[start : start + chunk, crop[0], crop[1]])
+        ref = unit(r[start : start + chunk, crop[0], crop[1]] - mean)
         for dy in range(-max_shift, max_shift + 1):
             for dx in range(-max_shift, max_shift + 1):
-                shifted = unit(q[:, max_shift + dy : h - max_shift + dy, max_shift + dx : w - max_shift + dx])
+                shifted = unit(q[:, max_shift + dy : h - max_shift + dy, max_shift + dx : w - max_shift + dx] - mean)
                 sims = shifted @ ref.T
                 if exclude_self:
                     rows = torch.arange(len(q), device=device)

@@ -127,13 +127,13 @@ class DistributionSpec:
     frechet_ratio_max: float = 4.0  # FD(synthetic, real) / FD(real half, real half)
     detectability_auroc_max: float = 0.75  # classifier two-sample test; 0.5 = indistinguishable
     duplicate_fraction_max: float = 0.05  # synthetic images with a near-duplicate among the synthetic ones
-    duplicate_similarity: float = 0.9  # pixel similarity that makes two images near-duplicates
+    duplicate_similarity: float = 0.95  # pixel similarity that makes two images near-duplicates
     max_shift: int = 4  # pixels (at 64 px) a near-duplicate may be moved by
 
 
 @dataclass(frozen=True)
 class PrivacySpec:
-    pixel_similarity_max: float = 0.9  # a synthetic image this close to a real one is a memorised copy
+    pixel_similarity_max: float = 0.95  # a synthetic image this close to a real one is a memorised copy
     max_shift: int = 4
 
 

@@ -23,7 +23,7 @@ rename (``demo.build_once``), and the demo's defect helpers.
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -135,15 +135,29 @@ def load_study(file: Path | None = None, size: int | None = None, patients: floa
         defect = entry.get("defect", dict, None)
         if defect is not None and defect.get("kind") not in DEFECTS:
             raise entry.error("defect.kind", f"{defect.get('kind')!r} is not one of {sorted(DEFECTS)}")
-        expect = entry.get("expect", dict)
-        if not isinstance(expect.get("cleared"), bool) or not expect["cleared"] and not expect.get("blocked_by"):
-            raise entry.error("expect", "say cleared = true, or cleared = false with blocked_by = [checks]")
+        expect = _expect(entry)
+        per_profile = entry.table("profiles", {})  # where a check's outcome depends on the scale
+        for profile_name in list(per_profile.data):
+            if profile_name not in profiles.data:
+                raise per_profile.error(profile_name, f"no such profile (found: {', '.join(profiles.data) or 'none'})")
+            own = per_profile.table(profile_name)
+            if profile_name == profile:
+                expect = _expect(own)
+            _expect(own)
+            own.finish()
         releases[release_name] = {"description": entry.get("description", str), "defect": defect, "expect": expect}
         entry.finish()
     table.finish()
     top.finish()
     return Study(file, name, seed, size, patients, tuple(chosen["gate_args"]), data_ref, fractions, source_dataset,
                  reference_dataset, template, releases)
+
+
+def _expect(table: Table) -> dict:
+    expect = table.get("expect", dict)
+    if not isinstance(expect.get("cleared"), bool) or not expect["cleared"] and not expect.get("blocked_by"):
+        raise table.error("expect", "say cleared = true, or cleared = false with blocked_by = [checks]")
+    return expect
 
 
 def _data_ref(table: Table, base: Path, override: Path | None) -> DataRef:
@@ -346,6 +360,7 @@ def pytest_sessionfinish(session) -> None:
     if not target:
         return
     from synthgate.plugin import evaluation_key
+    from synthgate.report import plain
 
     evaluation = session.config.stash.get(evaluation_key, None)
     computed = evaluation.__dict__ if evaluation is not None else {}
@@ -353,7 +368,7 @@ def pytest_sessionfinish(session) -> None:
     if "distribution" in computed:
         d = computed["distribution"]
         out["distribution"] = {
-            "target": d.target, "n_synthetic": d.n_synthetic, "n_real": d.n_real,
+            "limits": dataclasses.asdict(evaluation.release.distribution), "target": d.target, "n_synthetic": d.n_synthetic, "n_real": d.n_real,
             "frechet": {k: {"synthetic": c.synthetic, "baseline": c.baseline, "ratio": c.ratio} for k, c in d.frechet.items()},
             "detectability": [d.detectability.value, d.detectability.low, d.detectability.high],
             "baseline_detectability": [d.baseline_detectability.value, d.baseline_detectability.low, d.baseline_detectability.high],
@@ -370,8 +385,6 @@ def pytest_sessionfinish(session) -> None:
     if "model" in computed:
         out["model_card"] = {"model_id": computed["model"].model_id,
                              "validation_metrics": computed["model"].card.validation_metrics}
-    from synthgate.report import plain
-
     Path(target).write_text(json.dumps(plain(out), indent=2) + "\n")
 
 
@@ -381,7 +394,7 @@ def gate(release: Path, reports: Path, cache_dir: Path, extra: list[str] = ()) -
     summary, measurements = reports / f"{name}.json", reports / f"{name}.measurements.json"
     command = [sys.executable, "-m", "pytest", "quality_checks", f"--release={release}", f"--gate-summary={summary}",
                f"--html={reports / name}.html", "--self-contained-html", f"--synthgate-cache={cache_dir}",
-               "-q", "-p", "no:cacheprovider", "-p", "synthgate.study", *extra]
+               "-q", "--durations=6", "-p", "no:cacheprovider", "-p", "synthgate.study", *extra]
     env = {**os.environ, MEASUREMENTS_ENV: str(measurements)}
     start = time.perf_counter()
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
@@ -415,8 +428,6 @@ def train_reference(release: Path, cache_dir: Path) -> dict:
 
 
 def _card(card) -> dict:
-    import dataclasses
-
     from synthgate.report import plain
 
     return plain(dataclasses.asdict(card))
@@ -477,7 +488,7 @@ def _ci(value, low, high) -> str:
 
 
 def learning_curve(runs: list[dict], png: Path) -> dict:
-    """AUROC on the real test set vs real training images: R, and R+S at each ratio, per release that clears fidelity."""
+    """AUROC on the real test set vs real training images: R, and R+S at the largest ratio run at every size, per release."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -486,8 +497,9 @@ def learning_curve(runs: list[dict], png: Path) -> dict:
     curves = {}
     for run in runs:
         rows = (run["summary"]["tables"] or {}).get("utility") or []
+        largest = max([row["ratio"] for row in rows if row["framework"] == "R+S" and not row["unavailable"]], default=None)
         for row in rows:
-            if row["unavailable"] or row["framework"] not in ("R", "R+S"):
+            if row["unavailable"] or row["framework"] not in ("R", "R+S") or row["ratio"] not in (None, largest):
                 continue
             key = "R" if row["framework"] == "R" else f"R+S {row['ratio']:g}x ({run['name']})"
             curves.setdefault((row["class"], key), []).append(
@@ -562,21 +574,23 @@ def markdown(results: dict, curve: dict) -> str:
                              f"{_f(c['minimum'])} | {c['outcome']} |")
         m = r.get("measurements", {})
         if "distribution" in m:
-            d = m["distribution"]
+            d, limits = m["distribution"], m["distribution"]["limits"]
             fr = d["frechet"]["all"]
-            lines.append(f"| Frechet distance / real-vs-real | {fr['ratio']:.2f} ({fr['synthetic']:.2f} vs {fr['baseline']:.2f}) | point | max | "
-                         f"{_outcome(r, 'test_frechet_distance_near_real_baseline')} |")
+            lines.append(f"| Frechet distance / real-vs-real distance | {fr['ratio']:.2f} ({fr['synthetic']:.2f} vs {fr['baseline']:.2f}) | "
+                         f"point | at most {limits['frechet_ratio_max']:g} | {_outcome(r, 'test_frechet_distance_near_real_baseline')} |")
             det, base = d["detectability"], d["baseline_detectability"]
-            lines.append(f"| detectability AUROC (real vs real {_ci(*base)}) | {_ci(*det)} | point | max | "
-                         f"{_outcome(r, 'test_not_detectable_as_synthetic')} |")
+            lines.append(f"| detectability AUROC (real vs real: {_ci(*base)}) | {_ci(*det)} | point | "
+                         f"at most {limits['detectability_auroc_max']:g} | {_outcome(r, 'test_not_detectable_as_synthetic')} |")
             dup = d["duplicate_fraction"]
-            lines.append(f"| near-duplicate fraction (real {dup['baseline']:.3f}) | {dup['synthetic']:.3f} | point | max | "
-                         f"{_outcome(r, 'test_no_mode_collapse')} |")
+            lines.append(f"| fraction with a near-duplicate in the release (real: {dup['baseline']:.3f}) | {dup['synthetic']:.3f} | "
+                         f"point | at most {limits['duplicate_fraction_max']:g} | {_outcome(r, 'test_no_mode_collapse')} |")
         if "privacy" in m:
             p = m["privacy"]
+            checks = {"generator source images": "test_no_memorised_training_images", "reference images": "test_no_copies_of_reference_images"}
             for real_set, value in p["max_similarity"].items():
-                lines.append(f"| max pixel similarity to {real_set} (held-out real: {p['baseline'][real_set]:.3f}) | {value:.3f} "
-                             f"({p['flagged'][real_set]} images >= {p['threshold']}) | point | max {p['threshold']} | |")
+                lines.append(f"| highest pixel similarity to {real_set} (held-out real: {p['baseline'][real_set]:.3f}) | {value:.3f} "
+                             f"({p['flagged'][real_set]} images reach the threshold) | point | below {p['threshold']:g} | "
+                             f"{_outcome(r, checks.get(real_set, ''))} |")
         lines.append("")
 
     lines += ["## Retraining on real test (probe on the reference model's features)", "",

@@ -14,6 +14,7 @@ from synthgate.distribution import (
     pairwise_sq_dists_chunked,
     pixel_correlation,
     prdc,
+    shift_tolerant_similarity,
     source_identifiability,
     within_set_similarity,
 )
@@ -281,6 +282,20 @@ def test_nearest_neighbour_similarity_finds_copies(metric):
     if metric == "cosine":
         brute = 1 - cdist(fake, train, "cosine")
         np.testing.assert_allclose(sim, brute.max(1), atol=1e-10)
+
+
+def test_shift_tolerant_similarity_finds_moved_copies_of_images_with_shared_anatomy():
+    """Every phantom shares the body outline: a copy moved by a few pixels must still match its original."""
+    from synthgate.phantoms import render
+
+    originals = np.stack([render(seed) for seed in range(40)]).astype(np.float32) / 255
+    moved = np.stack([np.roll(originals[k], (dy, dx), axis=(0, 1))
+                      for k, (dy, dx) in enumerate([(0, 0), (2, -1), (-3, 3), (4, 4), (-4, 0)])])
+    others = np.stack([render(seed) for seed in range(100, 110)]).astype(np.float32) / 255
+    similarity, index = shift_tolerant_similarity(np.concatenate([moved, others]), originals, max_shift=4, device="cpu")
+    assert index[:5].tolist() == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose(similarity[:5], 1.0, atol=1e-4)
+    assert similarity[5:].max() < 0.9
 
 
 def test_pixel_correlation():
