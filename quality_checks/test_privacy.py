@@ -7,28 +7,32 @@ report shows the worst pairs side by side and the real-vs-real baseline.
 
 import pytest
 
-from synthgate.gate import GateFailure
+from synthgate.gate import GateFailure, Limit
 
 pytestmark = pytest.mark.privacy
 
 
-def _expect_no_copies(privacy, real_set: str) -> None:
-    flagged = [pair for pair in privacy.flagged if pair[3] == real_set]
+def _expect_no_copies(privacy, real_set: str, record_limit) -> None:
+    """Fail on any pair above the threshold; the highest similarity is recorded either way."""
+    highest = float(privacy.matches[real_set][0].max())
+    record_limit(Limit(highest, privacy.threshold, privacy.baseline[real_set]))
+    flagged = [pair for pair in privacy.flagged if pair.real_set == real_set]
     if not flagged:
         return
-    shown = "\n".join(f"  {s} ~ {r} (similarity {v:.3f})" for s, r, v, _ in flagged[:5])
+    shown = "\n".join(f"  {p.synthetic} ~ {p.real} (similarity {p.similarity:.3f})" for p in flagged[:5])
     raise GateFailure(
-        f"{len(flagged)} synthetic images are near-copies of {real_set} (similarity >= {privacy.threshold}; "
+        f"{len(flagged)} synthetic images are near-copies of {real_set} (similarity above {privacy.threshold}; "
         f"held-out real images reach at most {privacy.baseline[real_set]:.3f}):\n{shown}",
-        rows=[{"synthetic": s, "real": r, "similarity": f"{v:.4f}"} for s, r, v, _ in flagged],
+        rows=[{"synthetic": p.synthetic, "real": p.real, "similarity": f"{p.similarity:.4f}",
+               "feature similarity": f"{p.feature_similarity:.4f}"} for p in flagged],
     )
 
 
-def test_no_memorised_training_images(evaluated_release):
+def test_no_memorised_training_images(evaluated_release, record_limit):
     if evaluated_release.source_images is None:
         pytest.skip("not evaluated: release.toml gives no [release.source_images] (the generator's training images)")
-    _expect_no_copies(evaluated_release.privacy, "generator source images")
+    _expect_no_copies(evaluated_release.privacy, "generator source images", record_limit)
 
 
-def test_no_copies_of_reference_images(evaluated_release):
-    _expect_no_copies(evaluated_release.privacy, "reference images")
+def test_no_copies_of_reference_images(evaluated_release, record_limit):
+    _expect_no_copies(evaluated_release.privacy, "reference images", record_limit)

@@ -1,4 +1,4 @@
-"""The ``synthgate`` command: gate a release, verify a clearance, build the demo, train a reference model.
+"""The ``synthgate`` command: gate a release, verify a clearance, build the demo, compare releases, train a reference model.
 
 Exit codes (docs/ci.md): ``gate`` returns pytest's (0 cleared, 1 blocked,
 2 interrupted, 3 internal error, 4 usage or config error, 5 no tests collected)
@@ -31,7 +31,7 @@ OTHER_CODES = "  0 done, 3 internal error, 4 usage or config error\n"
 EPILOG = f"""\
 exit codes of synthgate gate:
 {GATE_CODES}exit codes of synthgate verify:
-{VERIFY_CODES}exit codes of synthgate demo and train-reference:
+{VERIFY_CODES}exit codes of synthgate demo, compare and train-reference:
 {OTHER_CODES}
 Run from a synthgate checkout: release names are looked up in releases/ and
 fixtures/releases/ below the current directory; a folder with release.toml works anywhere.
@@ -147,6 +147,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- train-reference
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import numpy as np
+
+    from synthgate.release import load_release
+    from synthgate.report import plain
+    from synthgate.session import GateOptions, ReleaseEvaluation, compare_sources
+
+    options = GateOptions(cache_dir=_cache_dir(args.cache), device=args.device)
+    evaluations = [ReleaseEvaluation(load_release(_release_folder(name, args.releases_dir, args.cache)), options)
+                   for name in args.releases]
+    result = compare_sources(evaluations, seed=evaluations[0].release.statistics.seed)
+    counts = np.bincount(result.labels, minlength=len(result.sources))
+    width = max(len(name) for name in result.sources)
+    print("Which source does each image come from? A classifier on the evaluating model's features, "
+          "patient-grouped cross-validation.\nOne-vs-rest AUROC per source (0.5: indistinguishable from the others):")
+    for k, name in enumerate(result.sources):
+        print(f"  {name:<{width}}  {counts[k]:>6} images  AUROC {result.auroc[name]}")
+    print("Confusion matrix (rows: true source, columns: predicted, in the order above):")
+    for k, name in enumerate(result.sources):
+        print(f"  {name:<{width}}  " + " ".join(f"{n:>6}" for n in result.confusion[k]))
+    if args.json:
+        rows = {name: {"images": int(counts[k]), "auroc": dataclasses.asdict(result.auroc[name]), "confusion": result.confusion[k].tolist()}
+                for k, name in enumerate(result.sources)}
+        Path(args.json).write_text(json.dumps(plain({"sources": rows}), indent=2) + "\n")
+    return 0
+
+
 def _training_data(args: argparse.Namespace):
     """(collection, model outputs, settings defaults) from a release's reference train or a data folder."""
     from synthgate import datasets
@@ -249,6 +278,16 @@ Build the demo's phantom data and releases into the cache (once; later calls
 return at once) and list the releases with the verdict each must get.""", OTHER_CODES)
     demo.add_argument("--cache", metavar="DIR", help="synthgate cache (default $SYNTHGATE_CACHE or ~/.cache/synthgate)")
 
+    compare = add("compare", "tell real images and several releases apart (multi-class detectability)", """\
+Real images (the first release's generator source images, else its reference
+images) and each release's synthetic images, told apart by one classifier on the
+evaluating model's features: a one-vs-rest AUROC per source and the confusion
+matrix. The releases must share their evaluating model; nothing is gated.""", OTHER_CODES)
+    compare.add_argument("releases", metavar="RELEASE", nargs="+", help="release names or folders with release.toml")
+    compare.add_argument("--json", metavar="PATH", help="also write the result as JSON")
+    compare.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    add_lookup(compare)
+
     train = add("train-reference", "train a leakage-free reference DenseNet121", """\
 Train DenseNet121 (torchxrayvision's form) on real labelled images that the
 generator never saw; write the checkpoint and its model card (PATH.card.json).
@@ -278,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "gate":
         parser.subcommands[args.command].error(f"unrecognised arguments: {' '.join(extra)}")
     run = {"gate": lambda: cmd_gate(args, extra), "verify": lambda: cmd_verify(args), "demo": lambda: cmd_demo(args),
-           "train-reference": lambda: cmd_train_reference(args)}[args.command]
+           "compare": lambda: cmd_compare(args), "train-reference": lambda: cmd_train_reference(args)}[args.command]
     usage_code = VERIFY_USAGE if args.command == "verify" else USAGE
     from synthgate.config import ConfigError
     from synthgate.zoo import ModelLoadError

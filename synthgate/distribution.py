@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import confusion_matrix
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
@@ -315,64 +313,6 @@ def nearest_neighbour_similarity(fake, reference, metric: str = "cosine", chunk:
     dist, idx = knn(fake, reference, 1, chunk, device, metric=metric)
     sim = 1 - dist[:, 0] if metric == "cosine" else -dist[:, 0]
     return idx[:, 0], sim
-
-
-def pixel_correlation(a_imgs, b_imgs, size: int = 32) -> np.ndarray:
-    """Pearson correlation between pairs ``a_imgs[i]``, ``b_imgs[i]`` after area downsampling.
-
-    Downsampling to ``size x size`` ignores noise and texture so that a high
-    value means the same anatomy and layout (a copied training image).  Inputs
-    are uint8 (n, h, w); sizes may differ between the sets.  Constant images
-    give NaN.
-    """
-    a, b = np.asarray(a_imgs), np.asarray(b_imgs)
-    if a.ndim != 3 or b.ndim != 3 or len(a) != len(b) or len(a) == 0:
-        raise ValueError(f"expected two non-empty (n, h, w) image stacks of equal n, got {a.shape} and {b.shape}")
-
-    def small(imgs: np.ndarray, batch: int = 64) -> np.ndarray:  # batches bound full-size float copies
-        return np.concatenate([
-            torch.nn.functional.interpolate(torch.as_tensor(imgs[i:i + batch], dtype=torch.float64)[:, None],
-                                            size=(size, size), mode="area").flatten(1).numpy()
-            for i in range(0, len(imgs), batch)])
-
-    sa, sb = small(a), small(b)
-    sa -= sa.mean(1, keepdims=True)
-    sb -= sb.mean(1, keepdims=True)
-    denom = np.linalg.norm(sa, axis=1) * np.linalg.norm(sb, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, (sa * sb).sum(1) / denom, np.nan)
-
-
-def within_set_similarity(x, k: int = 1, chunk: int = 4096, device=None) -> np.ndarray:
-    """Cosine similarity of each item to its k-th nearest *other* item in the same set.
-
-    Values near 1 across a synthetic set indicate mode collapse / low diversity.
-    """
-    dist, _ = knn(x, x, k, chunk, device, exclude_self=True, metric="cosine")
-    return 1 - dist[:, -1]
-
-
-def near_duplicate_clusters(x, threshold: float, k: int = 10, chunk: int = 4096,
-                            device=None) -> list[np.ndarray]:
-    """Groups of items linked by cosine similarity >= ``threshold``, largest first.
-
-    Edges come from each item's ``k`` nearest neighbours (bounded memory even
-    for a collapsed set), so a link is missed only when both ends have ``k``
-    closer near-duplicates.  Connected components over those edges; singletons
-    are omitted.
-    """
-    n = len(x)
-    k = min(k, n - 1)
-    if k < 1:
-        return []
-    dist, idx = knn(x, x, k, chunk, device, exclude_self=True, metric="cosine")
-    keep = 1 - dist >= threshold
-    rows = np.repeat(np.arange(n), k)[keep.ravel()]
-    graph = coo_matrix((np.ones(len(rows)), (rows, idx[keep])), shape=(n, n))
-    _, comp = connected_components(graph, directed=False)
-    order = np.argsort(comp, kind="stable")
-    clusters = np.split(order, np.flatnonzero(np.diff(comp[order])) + 1)
-    return sorted((c for c in clusters if len(c) > 1), key=lambda c: (-len(c), c[0]))
 
 
 def shift_tolerant_similarity(queries, references, max_shift: int = 4, chunk: int = 2048,

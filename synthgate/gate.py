@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from synthgate.integrity import Offence
 from synthgate.metrics import Estimate
@@ -82,8 +83,17 @@ def _cell_value(cells, class_name: str, value_of) -> tuple[Estimate | None, str]
     return min((value_of(c) for c in cells), key=lambda e: e.value), ""
 
 
-def expect_at_most(value: float, maximum: float, what: str, baseline: str = "", rows: list[dict] | None = None) -> None:
+@dataclass(frozen=True)
+class Limit:
+    """A release-level number (not per class), the most it may be, and the same number for real vs real."""
+
+    value: float
+    maximum: float
+    baseline: float | None = None
+
+
+def expect_at_most(limit: Limit, what: str, baseline: str = "", rows: list[dict] | None = None) -> None:
     """Fail when a release-level number exceeds its maximum, with the real-vs-real baseline beside it."""
-    if value > maximum:
+    if limit.value > limit.maximum:
         beside = f" (real vs real: {baseline})" if baseline else ""
-        raise GateFailure(f"{what} is {value:.3f}{beside}, above the allowed {maximum:.3f}", rows=rows)
+        raise GateFailure(f"{what} is {limit.value:.3f}{beside}, above the allowed {limit.maximum:.3f}", rows=rows)

@@ -14,12 +14,13 @@ from synthgate import clearance
 from synthgate import report as reporting
 from synthgate.catalog import ReleaseNotFound, default_search_path, resolve
 from synthgate.config import ConfigError
-from synthgate.gate import GateFailure, judged_number, measure
+from synthgate.gate import GateFailure, Limit, judged_number, measure
 from synthgate.release import CRITERIA, Criterion, load_release
 from synthgate.report import FAMILIES
 from synthgate.session import GateOptions, ReleaseEvaluation, default_cache_dir
 
 evaluation_key = pytest.StashKey["ReleaseEvaluation | None"]()
+limit_key = pytest.StashKey[Limit]()
 
 OPTIONS = (
     ("release", "NAME|PATH", "release to gate: a name on the releases search path, or a folder with release.toml"),
@@ -160,6 +161,17 @@ def evaluated_release(release_evaluation: ReleaseEvaluation) -> ReleaseEvaluatio
     return release_evaluation
 
 
+@pytest.fixture
+def record_limit(request: pytest.FixtureRequest):
+    """``record_limit(Limit(...))``: keep a release-level number for the summary, passed or failed."""
+
+    def record(limit: Limit) -> Limit:
+        request.node.stash[limit_key] = limit
+        return limit
+
+    return record
+
+
 def _rows_table(rows: list[dict]) -> str:
     columns = list(rows[0])
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
@@ -190,10 +202,13 @@ def _criterion_facts(item: pytest.Item, call: pytest.CallInfo) -> dict:
     if judged:
         rows = error.rows if error else []
         facts.update(details_count=len(rows), details=rows[: reporting.DETAIL_ROWS_KEPT])
+        limit = item.stash.get(limit_key, None)
+        if limit is not None:
+            facts.update(value=limit.value, maximum=limit.maximum, baseline=limit.baseline)
     return facts
 
 
-JUNIT_PROPERTIES = ("family", "class", "value", "ci_low", "ci_high", "minimum", "judged_on", "judged_value")
+JUNIT_PROPERTIES = ("family", "class", "value", "ci_low", "ci_high", "minimum", "maximum", "baseline", "judged_on", "judged_value")
 
 
 @pytest.hookimpl(hookwrapper=True, trylast=True)

@@ -19,6 +19,7 @@ from synthgate.distribution import (
     detectability_auroc,
     frechet_distance,
     kid,
+    nearest_neighbour_similarity,
     prdc,
     shift_tolerant_similarity,
 )
@@ -129,36 +130,64 @@ def _clusters(collection: Collection, flagged: np.ndarray, partner: np.ndarray) 
     return sorted(groups.values(), key=len, reverse=True)
 
 
+@dataclass(frozen=True)
+class CopyCandidate:
+    """A synthetic image and its closest real image in pixel space, with their feature-space similarity beside."""
+
+    synthetic: str
+    real: str
+    similarity: float  # shift-tolerant pixel correlation: what the privacy checks judge
+    feature_similarity: float  # cosine similarity of the evaluating model's features of the same two images
+    real_set: str
+
+
 @dataclass
 class MemorisationReport:
-    """Each synthetic image's closest real image, per real set searched."""
+    """Each synthetic image's closest real image, per real set searched, in pixel and in feature space."""
 
     threshold: float
-    baseline: dict[str, float]  # real set -> max similarity of held-out real images to it
-    matches: dict[str, tuple[np.ndarray, np.ndarray]]  # real set -> (similarity, index) per synthetic image
-    flagged: list[tuple[str, str, float, str]]  # (synthetic, real match, similarity, real set), worst first
-    worst_pairs: list[tuple[str, str, float, str]]
+    baseline: dict[str, float]  # real set -> max pixel similarity of held-out real images to it
+    matches: dict[str, tuple[np.ndarray, np.ndarray]]  # real set -> (pixel similarity, index) per synthetic image
+    feature_neighbours: dict[str, Comparison]  # real set -> median nearest-neighbour cosine, synthetic vs held-out real
+    flagged: list[CopyCandidate]  # above the threshold, worst first
+    worst_pairs: list[CopyCandidate]
 
 
 def find_memorised(
-    synthetic: Collection, synthetic_pixels: np.ndarray, real_sets: dict[str, tuple[Collection, np.ndarray]],
-    threshold: float, max_shift: int, seed: int = 0,
+    synthetic: Collection, synthetic_pixels: np.ndarray, synthetic_features: np.ndarray,
+    real_sets: dict[str, tuple[Collection, np.ndarray, np.ndarray]], threshold: float, max_shift: int, seed: int = 0,
 ) -> MemorisationReport:
-    """Synthetic images that are near-copies (pixel similarity >= threshold) of real training or reference images."""
-    matches, baseline, pairs = {}, {}, []
-    for name, (collection, pixels) in real_sets.items():
+    """Synthetic images that are near-copies (pixel similarity above ``threshold``) of real training or reference images.
+
+    Real sets are given as (collection, pixels, features). Pixel space decides (a copy is
+    a copy whatever a model thinks of it); the feature-space nearest neighbours are
+    reported beside, against the same number for two patient-wise halves of the real set.
+    """
+    matches, baseline, neighbours, pairs = {}, {}, {}, []
+    unit_synthetic = _unit_rows(synthetic_features)
+    for name, (collection, pixels, features) in real_sets.items():
         similarity, index = shift_tolerant_similarity(synthetic_pixels, pixels, max_shift=max_shift)
         matches[name] = (similarity, index)
         first, second = halves(collection, seed)
         held_out, _ = shift_tolerant_similarity(pixels[second], pixels[first], max_shift=max_shift)
         baseline[name] = float(held_out.max())
-        pairs += [(str(synthetic.paths[i]), str(collection.paths[index[i]]), float(similarity[i]), name)
-                  for i in range(len(synthetic))]
-    pairs.sort(key=lambda pair: pair[2], reverse=True)
+        _, nearest = nearest_neighbour_similarity(synthetic_features, features)
+        _, nearest_real = nearest_neighbour_similarity(features[second], features[first])
+        neighbours[name] = Comparison(float(np.median(nearest)), float(np.median(nearest_real)))
+        feature_similarity = (unit_synthetic * _unit_rows(features)[index]).sum(1)
+        pairs += [CopyCandidate(str(synthetic.paths[i]), str(collection.paths[index[i]]), float(similarity[i]),
+                                float(feature_similarity[i]), name) for i in range(len(synthetic))]
+    pairs.sort(key=lambda pair: pair.similarity, reverse=True)
     return MemorisationReport(
         threshold=threshold,
         baseline=baseline,
         matches=matches,
-        flagged=[pair for pair in pairs if pair[2] >= threshold],
+        feature_neighbours=neighbours,
+        flagged=[pair for pair in pairs if pair.similarity > threshold],
         worst_pairs=pairs[:WORST_PAIRS_SHOWN],
     )
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

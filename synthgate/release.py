@@ -133,7 +133,7 @@ class DistributionSpec:
 
 @dataclass(frozen=True)
 class PrivacySpec:
-    pixel_similarity_max: float = 0.95  # a synthetic image this close to a real one is a memorised copy
+    pixel_similarity_max: float = 0.95  # a synthetic image more similar than this to a real one is a copy
     max_shift: int = 4
 
 

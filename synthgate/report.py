@@ -39,7 +39,8 @@ PAIRS_SHOWN = 8
 DETAIL_ROWS_KEPT = 100
 # Every criterion entry of the summary has these keys (None where they do not apply or were not measured).
 CRITERION_FIELDS = ("id", "name", "kind", "family", "class", "description", "value", "ci_low", "ci_high", "n", "minimum",
-                    "judged_on", "judged_value", "problem", "details_count", "details", "outcome", "message")
+                    "maximum", "baseline", "judged_on", "judged_value", "problem", "details_count", "details", "outcome",
+                    "message")
 FRAMEWORK_ORDER = {"R": 0, "R+S": 1, "S": 2, "S->R": 3}
 METRIC_NAMES = {"accuracy": "Accuracy", "precision": "Precision", "recall": "Recall", "f1": "F1", "auroc": "AUROC"}
 
@@ -65,10 +66,12 @@ def gather(evaluation) -> dict:
         data["utility"] = _utility_rows(evaluation)
     if "pretrained" in computed or "utility" in computed:
         data["scores"] = _scores(evaluation)
-    pairs = getattr(computed.get("privacy"), "worst_pairs", None)
-    if pairs is not None:  # (synthetic, match, similarity[, which real set])
-        data["memorisation"] = [{"synthetic": str(s), "match": str(m), "similarity": sim, "real_set": where[0] if where else None}
-                                for s, m, sim, *where in pairs]
+    if "privacy" in computed:
+        data["memorisation"] = [{"synthetic": p.synthetic, "match": p.real, "similarity": p.similarity,
+                                 "feature_similarity": p.feature_similarity, "real_set": p.real_set}
+                                for p in computed["privacy"].worst_pairs]
+        data["feature_neighbours"] = {name: {"synthetic_median": c.synthetic, "real_median": c.baseline}
+                                      for name, c in computed["privacy"].feature_neighbours.items()}
     return plain(data)
 
 
@@ -309,6 +312,7 @@ def build_summary(data: dict, criteria: list[dict], selection: dict, artifacts: 
         "tables": {"pretrained": data.get("pretrained"), "utility": data.get("utility")},
         "near_duplicates": data.get("near_duplicates"),
         "memorisation": data.get("memorisation"),
+        "feature_neighbours": data.get("feature_neighbours"),
         "clearance": None,
         "artifacts": artifacts,
     }
@@ -498,6 +502,10 @@ def _training_data(row: dict) -> str:
 
 def _criterion_view(entry: dict) -> dict:
     shown = entry.get("value")
+    if entry["kind"] == "check" and entry.get("maximum") is not None:  # a release-level number and its limit
+        beside = "" if entry.get("baseline") is None else f" (real vs real {_number(entry['baseline'])})"
+        return {**entry, "title": criterion_title(entry), "value_text": _number(shown) + beside,
+                "rule": f"≤ {entry['maximum']:g}"}
     if entry["kind"] == "check":  # pass/fail checks report what they found in their message
         value = (entry["message"] or entry["outcome"]).splitlines()[0] if entry["outcome"] != "passed" else "–"
         return {**entry, "title": criterion_title(entry), "value_text": value, "rule": ""}
@@ -575,6 +583,7 @@ def document_context(summary: dict, data: dict) -> dict:
         "memorisation": None if data.get("memorisation") is None else [
             {**p, "image": strip([p["synthetic"], p["match"]], 96)} for p in data["memorisation"][:PAIRS_SHOWN]
         ],
+        "feature_neighbours": data.get("feature_neighbours") or {},
         "artifacts": {key: Path(path).name for key, path in summary["artifacts"].items()},
     }
 

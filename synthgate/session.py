@@ -281,9 +281,39 @@ class ReleaseEvaluation:
     def privacy(self):
         from synthgate.realism import find_memorised
 
-        real_sets = {"reference images": (self.reference_train.concat(self.reference_test), self.pixels["reference"])}
+        reference = self.reference_train.concat(self.reference_test)
+        real_sets = {"reference images": (reference, self.pixels["reference"], self.embeddings(reference).features)}
         if self.source_images is not None:
-            real_sets["generator source images"] = (self.source_images, self.pixels["target"])
+            real_sets["generator source images"] = (self.source_images, self.pixels["target"],
+                                                    self.embeddings(self.source_images).features)
         spec = self.release.privacy
-        return find_memorised(self.synthetic, self.pixels["synthetic"], real_sets, spec.pixel_similarity_max,
+        return find_memorised(self.synthetic, self.pixels["synthetic"], self.embeddings(self.synthetic).features,
+                              real_sets, spec.pixel_similarity_max,
                               spec.max_shift, seed=self.release.statistics.seed)
+
+
+def compare_sources(evaluations: list[ReleaseEvaluation], seed: int = 0):
+    """Real images vs several releases at once: how well one classifier tells every source apart.
+
+    The multi-class form of the detectability check (real vs each generator), on the
+    features of the evaluating model all the releases must share; the real images are
+    the first release's realism target (its generator's source images, else its reference).
+    """
+    from synthgate.distribution import source_identifiability
+
+    models = {evaluation.model.model_id for evaluation in evaluations}
+    if len(models) != 1:
+        names = ", ".join(evaluation.release.name for evaluation in evaluations)
+        raise ConfigError(f"{names}: these releases are evaluated by different models ({', '.join(sorted(models))}); "
+                          "sources can only be compared in one model's feature space")
+    target_name, target = evaluations[0].realism_target
+    collections = {f"real: {target_name}": target, **{e.release.name: e.synthetic for e in evaluations}}
+    if len(collections) != len(evaluations) + 1:
+        raise ConfigError("a release was named twice")
+    first = evaluations[0]
+    return source_identifiability(
+        {name: first.embeddings(c).features for name, c in collections.items()},
+        {name: np.asarray([f"{name}/{g}" for g in c.groups]) for name, c in collections.items()},
+        seed=seed,
+    )
+

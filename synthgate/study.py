@@ -353,8 +353,9 @@ def release_folders(root: Path) -> dict[str, Path]:
 def pytest_sessionfinish(session) -> None:
     """With ``-p synthgate.study``: record the distribution and privacy numbers the gate computed.
 
-    The gate summary carries these only for a failed check; the study reports them
-    for every release. Reads what the session already computed; computes nothing.
+    The gate summary carries the one number each check judges; the study also keeps
+    the per-class distances, PRDC and the real-vs-real baselines behind them. Reads
+    what the session already computed; computes nothing.
     """
     target = os.environ.get(MEASUREMENTS_ENV)
     if not target:
@@ -380,7 +381,8 @@ def pytest_sessionfinish(session) -> None:
         out["privacy"] = {
             "threshold": p.threshold, "baseline": p.baseline,
             "max_similarity": {name: float(sim.max()) for name, (sim, _) in p.matches.items()},
-            "flagged": {name: int((sim >= p.threshold).sum()) for name, (sim, _) in p.matches.items()},
+            "flagged": {name: int((sim > p.threshold).sum()) for name, (sim, _) in p.matches.items()},
+            "feature_neighbours": {name: dataclasses.asdict(c) for name, c in p.feature_neighbours.items()},
         }
     if "model" in computed:
         out["model_card"] = {"model_id": computed["model"].model_id,
@@ -589,7 +591,7 @@ def markdown(results: dict, curve: dict) -> str:
             checks = {"generator source images": "test_no_memorised_training_images", "reference images": "test_no_copies_of_reference_images"}
             for real_set, value in p["max_similarity"].items():
                 lines.append(f"| highest pixel similarity to {real_set} (held-out real: {p['baseline'][real_set]:.3f}) | {value:.3f} "
-                             f"({p['flagged'][real_set]} images reach the threshold) | point | below {p['threshold']:g} | "
+                             f"({p['flagged'][real_set]} images above it) | point | at most {p['threshold']:g} | "
                              f"{_outcome(r, checks.get(real_set, ''))} |")
         lines.append("")
 

@@ -18,11 +18,22 @@ def test_every_recipe_states_its_expected_verdict():
         assert expect["cleared"] or expect.get("blocked_by"), f"{name}: a blocked release must name its checks"
 
 
+def _limits(summary: dict) -> dict[str, dict]:
+    """The release-level checks (distribution, privacy) by name, with the number each judged."""
+    return {c["name"]: c for c in summary["criteria"] if c["maximum"] is not None}
+
+
 def test_demo_is_cleared(run_gate):
     result = run_gate("demo")
     assert result.returncode == 0, result.output
     assert result.summary["verdict"] == "cleared"
     assert len(result.summary["release"]["content_hash"]) == 64
+    limits = _limits(result.summary)
+    assert set(limits) == {"frechet_distance_near_real_baseline", "not_detectable_as_synthetic", "no_mode_collapse",
+                           "no_memorised_training_images", "no_copies_of_reference_images"}
+    for name, entry in limits.items():
+        assert entry["value"] <= entry["maximum"], entry
+        assert entry["baseline"] is not None, entry
 
 
 @pytest.mark.parametrize("name", DEFECTS)
@@ -31,3 +42,24 @@ def test_defect_release_is_blocked_by_its_check_only(run_gate, name):
     assert result.returncode == 1, result.output
     assert result.summary["verdict"] == "blocked"
     assert result.failed_checks() == set(expected_outcome(name)["blocked_by"]), result.output
+    for entry in _limits(result.summary).values():  # the summary records the number each check judged
+        assert (entry["value"] > entry["maximum"]) == (entry["outcome"] == "failed"), entry
+
+
+def test_compare_tells_a_degraded_release_from_real_and_from_a_good_one(gate_cache, tmp_path, capsys):
+    """The multi-class detectability: real vs the demo vs a degraded release, in one model's feature space."""
+    import json
+
+    from synthgate.cli import main
+
+    out = tmp_path / "compare.json"
+    assert main(["compare", "demo", "defect-degraded", "--cache", str(gate_cache), "--json", str(out)]) == 0
+    assert "One-vs-rest AUROC" in capsys.readouterr().out
+    sources = json.loads(out.read_text())["sources"]
+    assert list(sources) == ["real: generator source images", "demo", "defect-degraded"]
+    auroc = {name: entry["auroc"]["value"] for name, entry in sources.items()}
+    assert auroc["defect-degraded"] > 0.95  # blurred and noised: told apart from everything else
+    real, demo, degraded = (sources[name]["confusion"] for name in sources)  # rows: real, demo, degraded
+    assert degraded[2] > 0.95 * sum(degraded)
+    assert real[2] + demo[2] < 0.05 * (sum(real) + sum(demo))  # nothing good is taken for degraded
+    assert real[0] < 0.5 * sum(real)  # real images are not singled out: the demo's look the same

@@ -26,7 +26,7 @@ def test_help_lists_every_command_and_its_exit_codes(capsys):
         main(["--help"])
     assert done.value.code == 0
     text = capsys.readouterr().out
-    for command in ("gate", "verify", "demo", "train-reference"):
+    for command in ("gate", "verify", "demo", "compare", "train-reference"):
         assert command in text
     assert "0 cleared, 1 blocked" in text and "6 incomplete" in text
     assert "0 the release matches its clearance record, 1 it does not, 2 usage error" in text

@@ -9,14 +9,11 @@ from synthgate.distribution import (
     frechet_distance_from_stats,
     kid,
     knn,
-    near_duplicate_clusters,
     nearest_neighbour_similarity,
     pairwise_sq_dists_chunked,
-    pixel_correlation,
     prdc,
     shift_tolerant_similarity,
     source_identifiability,
-    within_set_similarity,
 )
 from synthgate.metrics import Estimate, MeanStd
 
@@ -296,41 +293,3 @@ def test_shift_tolerant_similarity_finds_moved_copies_of_images_with_shared_anat
     assert index[:5].tolist() == [0, 1, 2, 3, 4]
     np.testing.assert_allclose(similarity[:5], 1.0, atol=1e-4)
     assert similarity[5:].max() < 0.9
-
-
-def test_pixel_correlation():
-    rng = np.random.default_rng(35)
-    smooth = np.kron(rng.integers(0, 256, size=(4, 8, 8)), np.ones((8, 8))).astype(np.uint8)  # (4, 64, 64)
-    big = np.kron(smooth, np.ones((1, 2, 2))).astype(np.uint8)  # same images at 128 x 128
-    noise = rng.integers(0, 256, size=(4, 64, 64), dtype=np.uint8)
-    np.testing.assert_allclose(pixel_correlation(smooth, big), 1.0)
-    np.testing.assert_allclose(pixel_correlation(smooth, 255 - smooth), -1.0)
-    assert (np.abs(pixel_correlation(smooth, noise)) < 0.3).all()
-    flat = np.full((1, 64, 64), 7, np.uint8)
-    assert np.isnan(pixel_correlation(flat, smooth[:1])[0])
-    with pytest.raises(ValueError):
-        pixel_correlation(smooth, smooth[:2])
-
-
-def test_within_set_similarity():
-    x = _gauss(40, 8, 36)
-    x[7] = x[3] * 2.0  # same direction: cosine similarity 1
-    sim = within_set_similarity(x, device="cpu")
-    brute = 1 - cdist(x, x, "cosine")
-    np.fill_diagonal(brute, -np.inf)
-    np.testing.assert_allclose(sim, brute.max(1), atol=1e-10)
-    assert sim[3] == pytest.approx(1) and sim[7] == pytest.approx(1)
-    second = within_set_similarity(x, k=2, device="cpu")
-    np.testing.assert_allclose(second, np.sort(brute, 1)[:, -2], atol=1e-10)
-
-
-def test_near_duplicate_clusters_recovers_planted_groups():
-    rng = np.random.default_rng(37)
-    x = rng.normal(size=(60, 32))
-    for members in ([2, 11, 40, 41], [5, 50]):
-        for m in members[1:]:
-            x[m] = x[members[0]] + 0.01 * rng.normal(size=32)
-    clusters = near_duplicate_clusters(x, threshold=0.99, k=5, chunk=16, device="cpu")
-    assert [c.tolist() for c in clusters] == [[2, 11, 40, 41], [5, 50]]
-    assert near_duplicate_clusters(x[:1], 0.99) == []
-    assert near_duplicate_clusters(x, threshold=1.01, device="cpu") == []

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from synthgate.gate import GateFailure, expect_at_most, expect_criterion
+from synthgate.gate import GateFailure, Limit, expect_at_most, expect_criterion
 from synthgate.metrics import Estimate
 from synthgate.release import Criterion
 
@@ -44,6 +44,6 @@ def test_unmeasurable_criterion_fails_with_the_reason():
 
 
 def test_release_level_maximum_shows_the_baseline():
-    expect_at_most(0.55, 0.75, "detectability")
+    expect_at_most(Limit(0.55, 0.75), "detectability")
     with pytest.raises(GateFailure, match=r"detectability is 0\.990 \(real vs real: 0\.52\), above the allowed 0\.750"):
-        expect_at_most(0.99, 0.75, "detectability", "0.52")
+        expect_at_most(Limit(0.99, 0.75, 0.52), "detectability", "0.52")
