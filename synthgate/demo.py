@@ -152,10 +152,10 @@ def _finding_missing(items, rng, params, world):
 
 
 def _single_class(items, rng, params, world):
-    """Every image drawn and labelled with exactly one finding (label collapse)."""
+    """Every image labelled with exactly one finding, the images as drawn (a generator asked for one class only
+    that ignored the request): the label set collapses while the images keep the source's mix."""
     name = params.get("class", "effusion")
     for item in items:
-        item.rerender(frozenset({name}))
         item.labels = {label: int(label == name) for label in item.labels}
 
 
