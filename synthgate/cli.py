@@ -144,7 +144,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- train-reference
+# --------------------------------------------------------------------------- compare
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -174,6 +174,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 for k, name in enumerate(result.sources)}
         Path(args.json).write_text(json.dumps(plain({"sources": rows}), indent=2) + "\n")
     return 0
+
+
+# --------------------------------------------------------------------------- train-reference
 
 
 def _training_data(args: argparse.Namespace):
