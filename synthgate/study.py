@@ -571,7 +571,7 @@ def markdown(results: dict, curve: dict) -> str:
     for r in results["releases"]:
         lines += [f"### {r['name']}", "", "| criterion | value [95% CI] | judged on | minimum | outcome |", "|---|---|---|---|---|"]
         for c in r["criteria"]:
-            if c["value"] is not None:
+            if c["minimum"] is not None:  # threshold criteria; the release-level checks follow
                 lines.append(f"| {c['id'].split('::')[-1]} | {_ci(c['value'], c['ci_low'], c['ci_high'])} | {c['judged_on']} | "
                              f"{_f(c['minimum'])} | {c['outcome']} |")
         m = r.get("measurements", {})

@@ -1,0 +1,22 @@
+"""The real-data study's markdown tables, from the results the study saved (docs/real-data-study/)."""
+
+import copy
+import json
+
+from synthgate import study
+from tests.conftest import REPO
+
+RESULTS = REPO / "docs" / "real-data-study" / "results-64px.json"
+
+
+def test_results_table_lists_threshold_criteria_and_release_level_numbers():
+    results = copy.deepcopy(json.loads(RESULTS.read_text()))
+    standin = next(r for r in results["releases"] if r["name"] == "kermany-standin")
+    # A release-level check as the summary now records it: a value and a maximum, no CI, no minimum.
+    standin["criteria"].append({"id": "quality_checks/test_distribution.py::test_not_detectable_as_synthetic",
+                                "outcome": "passed", "value": 0.498, "ci_low": None, "ci_high": None, "minimum": None,
+                                "judged_on": None, "judged_value": None, "message": ""})
+    text = study.markdown(results, {})
+    assert "| kermany-standin | cleared | **cleared** | - | yes |" in text
+    assert "| test_pretrained_auroc[pneumonia] | 0.996 [0.994, 0.998] | point | 0.900 | passed |" in text
+    assert "detectability AUROC (real vs real: 0.518 [0.482, 0.556]) | 0.498 [0.475, 0.521]" in text
