@@ -64,11 +64,11 @@ class TableCollection(Collection):
 
 def load(ref: DataRef, name: str, classes: tuple[str, ...] | None = None) -> Collection:
     """The collection for ``ref``, read by the adapter for its format."""
-    where = ref.config_file or ref.path
+    options = Table(ref.options, ref.config_file or ref.path, ref.config_key)
     adapter = FORMATS.get(ref.format)
     if adapter is None:
-        raise ConfigError(where, "format", f"unknown data format {ref.format!r} (known: manifest, {', '.join(FORMATS)})")
-    return adapter(ref, Table(ref.options, where), name, classes)
+        raise options.error("format", f"unknown data format {ref.format!r} (known: manifest, {', '.join(FORMATS)})")
+    return adapter(ref, options, name, classes)
 
 
 # ---------------------------------------------------------------------- shared

@@ -59,6 +59,7 @@ class DataRef:
     datasets: tuple[str, ...]
     options: dict = field(default_factory=dict, compare=False)
     config_file: Path | None = field(default=None, compare=False)
+    config_key: str = field(default="", compare=False)  # its table in config_file, e.g. "reference.train"
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,8 @@ def _data_ref(table: Table | None, base: Path, default_datasets: tuple[str, ...]
         raise table.error("datasets", "name the data set(s) these images come from")
     data_format = table.get("format", str, "manifest")
     options = {key: value for key, value in table.data.items() if key not in ("path", "datasets", "format")}
-    ref = DataRef(path=path, format=data_format, datasets=datasets, options=options, config_file=table.file)
+    ref = DataRef(path=path, format=data_format, datasets=datasets, options=options, config_file=table.file,
+                  config_key=table.prefix)
     if not path.exists():
         raise table.error("path", f"{path} does not exist")
     return ref

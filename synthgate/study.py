@@ -165,7 +165,7 @@ def _data_ref(table: Table, base: Path, override: Path | None) -> DataRef:
     path = Path(override).resolve() if override else table.path("path", base)
     options = {k: v for k, v in table.data.items() if k not in ("path", "format", "datasets")}
     ref = DataRef(path=path, format=table.get("format", str, "manifest"), datasets=tuple(table.get_list("datasets", str)),
-                  options=options, config_file=table.file)
+                  options=options, config_file=table.file, config_key=table.prefix)
     if not path.exists():
         raise table.error("path", f"{path} does not exist")
     return ref

@@ -383,3 +383,26 @@ cache = "../cache"
     test = datasets.load(release.reference.test, "test", release.class_names)
     assert len(train) == 7 and train.datasets == ("kermany-pneumonia",)
     assert len(test) == 3 and test.paths[0].is_relative_to(tmp_path / "cache")
+
+
+def test_option_problems_from_a_release_toml_name_the_full_key(tmp_path, folders):
+    root = write_handmade_release(tmp_path / "r", n=2)
+    with open(root / "release.toml", "a") as config:
+        config.write("""
+[reference.train]
+path = "../train"
+format = "class-folders"
+datasets = ["kermany-pneumonia"]
+classes = { "soft tissue mass" = "PNEUMONIAX" }
+patient_id = "kermany"
+
+[reference.test]
+path = "../train"
+format = "class-folders"
+datasets = ["kermany-pneumonia"]
+classes = { "soft tissue mass" = "PNEUMONIA" }
+patient_id = "kermany"
+""")
+    release = load_release(root)
+    with raises("reference.train.classes.soft tissue mass", "PNEUMONIAX", str(root / "release.toml")):
+        datasets.load(release.reference.train, "train", release.class_names)
