@@ -7,15 +7,14 @@ These run before any metric: a model that fails here is never used to score.
 import pytest
 
 from synthgate.gate import expect_no_offences
+from synthgate.plugin import skip_unless_configured
 
 pytestmark = pytest.mark.leakage
 
 
 @pytest.fixture(scope="module")
 def leakage(release_evaluation):
-    missing = release_evaluation.missing_sections
-    if missing:
-        pytest.skip(f"not evaluated: release.toml has no {' or '.join(missing)}")
+    skip_unless_configured(release_evaluation)
     return release_evaluation.leakage
 
 

@@ -104,7 +104,8 @@ def _device_dtype(device, dtype: torch.dtype | None = None) -> tuple[torch.devic
     return dev, dtype
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit length (zero rows stay zero): cosine similarity becomes a dot product."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.maximum(norms, 1e-12)
 
@@ -175,7 +176,7 @@ def knn(query, reference, k: int, chunk: int = 4096, device=None, exclude_self: 
     q = _features(query, "query", keep_float_dtype=True)
     r = _features(reference, "reference", keep_float_dtype=True)
     if metric == "cosine":
-        q, r = _normalise(q), _normalise(r)
+        q, r = unit_rows(q), unit_rows(r)
     sq, idx = _knn_sq(q, r, k, chunk, device, exclude_self)
     dist = sq / 2 if metric == "cosine" else np.sqrt(sq)  # unit vectors: |a-b|^2 = 2 - 2cos
     return dist, idx

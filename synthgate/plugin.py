@@ -137,6 +137,12 @@ def release_evaluation(pytestconfig: pytest.Config) -> ReleaseEvaluation:
     return evaluation_of(pytestconfig)
 
 
+def skip_unless_configured(evaluation: ReleaseEvaluation) -> None:
+    """Checks that need the reference data and the model are not evaluated when release.toml lacks them."""
+    if evaluation.missing_sections:
+        pytest.skip(f"not evaluated: release.toml has no {' or '.join(evaluation.missing_sections)}")
+
+
 @pytest.fixture(scope="session")
 def evaluated_release(release_evaluation: ReleaseEvaluation) -> ReleaseEvaluation:
     """The release, for checks that measure with the model: only once integrity and leakage passed.
@@ -147,8 +153,7 @@ def evaluated_release(release_evaluation: ReleaseEvaluation) -> ReleaseEvaluatio
     if not release_evaluation.integrity.ok:
         failed = sorted(check for check, found in release_evaluation.integrity.problems.items() if found)
         pytest.skip(f"not evaluated: the release failed integrity ({', '.join(failed)})")
-    if release_evaluation.missing_sections:
-        pytest.skip(f"not evaluated: release.toml has no {' or '.join(release_evaluation.missing_sections)}")
+    skip_unless_configured(release_evaluation)
     leaks = sorted(check for check, found in release_evaluation.leakage.items() if found)
     if leaks:
         pytest.skip(f"not evaluated: leakage found ({', '.join(leaks)})")

@@ -22,6 +22,7 @@ from synthgate.distribution import (
     nearest_neighbour_similarity,
     prdc,
     shift_tolerant_similarity,
+    unit_rows,
 )
 from synthgate.imaging import open_image, to_grey_array
 from synthgate.metrics import Estimate, MeanStd
@@ -164,7 +165,7 @@ def find_memorised(
     reported beside, against the same number for two patient-wise halves of the real set.
     """
     matches, baseline, neighbours, pairs = {}, {}, {}, []
-    unit_synthetic = _unit_rows(synthetic_features)
+    unit_synthetic = unit_rows(np.asarray(synthetic_features, dtype=np.float64))
     for name, (collection, pixels, features) in real_sets.items():
         similarity, index = shift_tolerant_similarity(synthetic_pixels, pixels, max_shift=max_shift)
         matches[name] = (similarity, index)
@@ -174,7 +175,7 @@ def find_memorised(
         _, nearest = nearest_neighbour_similarity(synthetic_features, features)
         _, nearest_real = nearest_neighbour_similarity(features[second], features[first])
         neighbours[name] = Comparison(float(np.median(nearest)), float(np.median(nearest_real)))
-        feature_similarity = (unit_synthetic * _unit_rows(features)[index]).sum(1)
+        feature_similarity = (unit_synthetic * unit_rows(np.asarray(features, dtype=np.float64))[index]).sum(1)
         pairs += [CopyCandidate(str(synthetic.paths[i]), str(collection.paths[index[i]]), float(similarity[i]),
                                 float(feature_similarity[i]), name) for i in range(len(synthetic))]
     pairs.sort(key=lambda pair: pair.similarity, reverse=True)
@@ -187,7 +188,3 @@ def find_memorised(
         worst_pairs=pairs[:WORST_PAIRS_SHOWN],
     )
 
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
