@@ -1,13 +1,13 @@
 """Images/s of the full feature-extraction pipeline next to a bare forward pass.
 
 Why: the gate's cost on a new release is dominated by running every image through
-DenseNet121 once (``synthgate.embed.run_model``: decode PNG -> xrv range -> batches
+DenseNet121 once (``synthgate.models.embedding.run_model``: decode PNG -> xrv range -> batches
 -> features + scores). Comparing it with ``forward_features`` alone on pre-decoded,
 pre-batched tensors (same model, batch size, device, precision) shows how much of
 the time is decoding and data movement rather than the network. fp32 and bf16
 (channels_last + autocast) are both measured, and the bf16-vs-fp32 differences of
 scores and features on the same images are reported: that measured tolerance is
-what justifies bf16 as the GPU default in ``synthgate.embed.default_precision``.
+what justifies bf16 as the GPU default in ``synthgate.models.embedding.default_precision``.
 
     .venv/bin/python bench/extraction.py                      # CPU defaults (~2-3 min on 2 cores)
     .venv/bin/python bench/extraction.py --device cuda --images 4096,2048 --batch-size 128
@@ -25,11 +25,11 @@ import torch
 from PIL import Image
 
 from _common import Run, default_suffix, log, public, rate, set_threads, timed
-import synthgate.embed
-from synthgate.embed import forward_features, run_model
-from synthgate.imaging import load_xrv
-from synthgate.phantoms import render
-from synthgate.zoo import build_densenet, load_checkpoint
+import synthgate.models.embedding
+from synthgate.models.embedding import forward_features, run_model
+from synthgate.data.imaging import load_xrv
+from synthgate.demo.phantoms import render
+from synthgate.models.zoo import build_densenet, load_checkpoint
 
 
 def write_phantoms(folder: Path, count: int, size: int) -> list[Path]:
@@ -62,17 +62,17 @@ def bare_forward(model, batches: list[torch.Tensor], device: torch.device, preci
 
 def workers_used(count: int, device: torch.device) -> bool:
     """Whether ``run_model`` decodes in DataLoader worker processes (its rule: GPU and a large set)."""
-    return device.type == "cuda" and count >= synthgate.embed.MIN_IMAGES_FOR_WORKERS
+    return device.type == "cuda" and count >= synthgate.models.embedding.MIN_IMAGES_FOR_WORKERS
 
 
 def in_process(fn):
     """Call ``fn`` with ``run_model``'s worker processes switched off (to measure what they cost or save)."""
-    saved = synthgate.embed.MIN_IMAGES_FOR_WORKERS
-    synthgate.embed.MIN_IMAGES_FOR_WORKERS = float("inf")
+    saved = synthgate.models.embedding.MIN_IMAGES_FOR_WORKERS
+    synthgate.models.embedding.MIN_IMAGES_FOR_WORKERS = float("inf")
     try:
         return fn()
     finally:
-        synthgate.embed.MIN_IMAGES_FOR_WORKERS = saved
+        synthgate.models.embedding.MIN_IMAGES_FOR_WORKERS = saved
 
 
 def tolerance(fp32, bf16) -> dict:
@@ -167,15 +167,15 @@ def main() -> None:
             results[f"{size}px"] = entry
 
     notes = [
-        "pipeline = synthgate.embed.run_model on PNG files (decoded in DataLoader workers on a GPU with >= "
-        "MIN_IMAGES_FOR_WORKERS images, else in the main process); bare = synthgate.embed.forward_features on the same images "
+        "pipeline = synthgate.models.embedding.run_model on PNG files (decoded in DataLoader workers on a GPU with >= "
+        "MIN_IMAGES_FOR_WORKERS images, else in the main process); bare = synthgate.models.embedding.forward_features on the same images "
         "pre-decoded into device tensors, same batch size and precision.",
         "pipeline_over_bare_throughput = bare median time / pipeline median time.",
         "images_per_s.per_cpu_s: images per CPU second of this process and its reaped DataLoader workers, "
         "the steadier number on a loaded machine.",
         "bare_forward_channels_last (fp32 only): the bare forward with the model and input in channels_last.",
         "pipeline_in_process_decode: the same pipeline with DataLoader workers switched off, measured where "
-        "run_model would start them (images >= synthgate.embed.MIN_IMAGES_FOR_WORKERS).",
+        "run_model would start them (images >= synthgate.models.embedding.MIN_IMAGES_FOR_WORKERS).",
         "bf16 = channels_last + torch.autocast(bfloat16); bf16_vs_fp32 compares the two pipeline outputs.",
     ]
     if not args.checkpoint:

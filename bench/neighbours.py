@@ -1,7 +1,7 @@
 """Time and peak memory of the gate's nearest-neighbour searches as the sets grow.
 
 Why: the distribution and privacy checks compare every synthetic image with every
-real one. ``synthgate.distribution`` does it in blocks of batched matrix products
+real one. ``synthgate.measures.distances`` does it in blocks of batched matrix products
 so that 100k x 100k fits on one GPU and demo sizes run on CPU; this measures
 whether that holds, and how the time grows:
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from _common import Run, default_suffix, log, peak_memory, public, set_threads, timed
-from synthgate.distribution import knn, pairwise_sq_dists_chunked, shift_tolerant_similarity
+from synthgate.measures.distances import knn, pairwise_sq_dists_chunked, shift_tolerant_similarity
 
 TARGET = 100_000
 
@@ -103,7 +103,7 @@ def main() -> None:
         "from the measured size, assuming time grows with the number of pairs; not a measurement. Use the "
         "largest size: small sizes carry fixed overheads.",
         f"knn: k={args.k}, random float32 features of dimension {args.dim}, query and reference of equal size; "
-        "on CPU knn computes in float64 (synthgate.distribution._device_dtype), on CUDA in float32.",
+        "on CPU knn computes in float64 (synthgate.measures.distances._device_dtype), on CUDA in float32.",
         "distance_blocks: only iterating pairwise_sq_dists_chunked (default chunk 4096), no top-k.",
         f"shift_tolerant_similarity: random uint8 {side}x{side} images, max_shift {args.max_shift} "
         f"({shifts} shifts of a {side - 2 * args.max_shift}^2 crop), float32.",

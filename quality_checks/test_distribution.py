@@ -7,7 +7,7 @@ for near-duplicates) next to a real-vs-real baseline: two patient-wise halves.
 
 import pytest
 
-from synthgate.gate import Limit, expect_at_most
+from synthgate.gate.verdicts import Limit, expect_at_most
 
 pytestmark = pytest.mark.distribution
 

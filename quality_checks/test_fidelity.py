@@ -6,7 +6,7 @@ Parametrised by class: only classes with a threshold in release.toml's
 
 import pytest
 
-from synthgate.gate import expect_criterion, measure
+from synthgate.gate.verdicts import expect_criterion, measure
 
 pytestmark = pytest.mark.fidelity
 

@@ -6,7 +6,7 @@ the total, and the report attaches the full table.
 
 import pytest
 
-from synthgate.gate import expect_no_offences
+from synthgate.gate.verdicts import expect_no_offences
 
 pytestmark = pytest.mark.integrity
 

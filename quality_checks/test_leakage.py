@@ -6,7 +6,7 @@ These run before any metric: a model that fails here is never used to score.
 
 import pytest
 
-from synthgate.gate import expect_no_offences
+from synthgate.gate.verdicts import expect_no_offences
 from synthgate.plugin import skip_unless_configured
 
 pytestmark = pytest.mark.leakage

@@ -7,7 +7,7 @@ report shows the worst pairs side by side and the real-vs-real baseline.
 
 import pytest
 
-from synthgate.gate import GateFailure, Limit
+from synthgate.gate.verdicts import GateFailure, Limit
 
 pytestmark = pytest.mark.privacy
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from synthgate import __version__
-from synthgate.config import ConfigError
-from synthgate.release import CONFIG_NAME, Release, content_hash, load_release, release_files, sha256_file
-from synthgate.report import write_json
+from synthgate.config.toml import ConfigError
+from synthgate.config.release import CONFIG_NAME, Release, content_hash, load_release, release_files
+from synthgate.storage import sha256_file
+from synthgate.storage import write_json
 
 RECORD_KIND = "synthgate clearance record"
 RECORD_VERSION = 1

@@ -33,8 +33,8 @@ exit codes of synthgate gate:
 {GATE_CODES}exit codes of synthgate verify:
 {VERIFY_CODES}exit codes of synthgate demo, compare and train-reference:
 {OTHER_CODES}
-Run from a synthgate checkout: release names are looked up in releases/ and
-fixtures/releases/ below the current directory; a folder with release.toml works anywhere.
+Release names are looked up in --releases-dir, then releases/ below the current
+directory, then the demo recipes shipped with synthgate; a folder with release.toml works anywhere.
 """
 
 
@@ -56,7 +56,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def _cache_dir(value: str | None) -> Path:
-    from synthgate.session import default_cache_dir
+    from synthgate.storage import default_cache_dir
 
     return Path(value) if value else default_cache_dir()
 
@@ -101,8 +101,8 @@ def cmd_gate(args: argparse.Namespace, pytest_args: list[str]) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from synthgate.clearance import RecordError, differences, read_record
-    from synthgate.config import ConfigError
-    from synthgate.release import CLEARANCE_NAME
+    from synthgate.config.toml import ConfigError
+    from synthgate.config.release import CLEARANCE_NAME
 
     root = _release_folder(args.release, args.releases_dir, args.cache)
     if args.record:
@@ -130,12 +130,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from synthgate import demo
+    from synthgate.demo import world as demo
 
     world = demo.build_world(_cache_dir(args.cache))
     print(f"demo world: {world}")
     print("releases (gate one with `synthgate gate NAME`):")
-    names = sorted(demo.recipe_dirs())
+    names = sorted(demo.recipe_files())
     width = max(map(len, names))
     for name in names:
         expect = demo.expected_outcome(name)
@@ -152,9 +152,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from synthgate.release import load_release
-    from synthgate.report import plain
-    from synthgate.session import GateOptions, ReleaseEvaluation, compare_sources
+    from synthgate.config.release import load_release
+    from synthgate.reporting.report import plain
+    from synthgate.evaluation.release_evaluation import GateOptions, ReleaseEvaluation, compare_sources
 
     options = GateOptions(cache_dir=_cache_dir(args.cache), device=args.device)
     evaluations = [ReleaseEvaluation(load_release(_release_folder(name, args.releases_dir, args.cache)), options)
@@ -181,10 +181,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _training_data(args: argparse.Namespace):
     """(collection, model outputs, settings defaults) from a release's reference train or a data folder."""
-    from synthgate import datasets
-    from synthgate.release import load_release
-    from synthgate.session import GateOptions, ReleaseEvaluation
-    from synthgate.train import ReferenceModelSpec, TrainSettings
+    from synthgate.data import loading
+    from synthgate.config.release import load_release
+    from synthgate.evaluation.release_evaluation import GateOptions, ReleaseEvaluation
+    from synthgate.models.training import ReferenceModelSpec, TrainSettings
 
     if args.release:
         if args.dataset:
@@ -197,16 +197,16 @@ def _training_data(args: argparse.Namespace):
     if not args.dataset:
         raise UsageProblem("--data needs --dataset NAME: the data sets these images come from go on the model card (leakage checks read it)")
     folder = Path(args.data)
-    collection = datasets.from_manifest(folder, folder.name, tuple(args.dataset))
+    collection = loading.from_manifest(folder, folder.name, tuple(args.dataset))
     return collection, collection.classes, TrainSettings()
 
 
 def cmd_train_reference(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from synthgate.embed import pick_device
-    from synthgate.train import trained_model
-    from synthgate.zoo import card_path, save_checkpoint
+    from synthgate.models.embedding import pick_device
+    from synthgate.models.training import trained_model
+    from synthgate.models.zoo import card_path, save_checkpoint
 
     collection, outputs, defaults = _training_data(args)
     chosen = {key: getattr(args, key) for key in ("size", "epochs", "seed", "patience") if getattr(args, key) is not None}
@@ -322,8 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     run = {"gate": lambda: cmd_gate(args, extra), "verify": lambda: cmd_verify(args), "demo": lambda: cmd_demo(args),
            "compare": lambda: cmd_compare(args), "train-reference": lambda: cmd_train_reference(args)}[args.command]
     usage_code = VERIFY_USAGE if args.command == "verify" else USAGE
-    from synthgate.config import ConfigError
-    from synthgate.zoo import ModelLoadError
+    from synthgate.config.toml import ConfigError
+    from synthgate.models.zoo import ModelLoadError
 
     try:
         return run()

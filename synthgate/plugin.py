@@ -11,20 +11,21 @@ from pathlib import Path
 import pytest
 
 from synthgate import clearance
-from synthgate import report as reporting
+from synthgate.reporting import report as reporting
 from synthgate.catalog import ReleaseNotFound, default_search_path, resolve
-from synthgate.config import ConfigError
-from synthgate.gate import GateFailure, Limit, judged_number, measure
-from synthgate.release import CRITERIA, Criterion, load_release
-from synthgate.report import FAMILIES
-from synthgate.session import GateOptions, ReleaseEvaluation, default_cache_dir
+from synthgate.config.toml import ConfigError
+from synthgate.gate.verdicts import GateFailure, Limit, judged_number, measure
+from synthgate.config.release import CRITERIA, Criterion, load_release
+from synthgate.reporting.report import FAMILIES
+from synthgate.evaluation.release_evaluation import GateOptions, ReleaseEvaluation
+from synthgate.storage import default_cache_dir, write_json
 
 evaluation_key = pytest.StashKey["ReleaseEvaluation | None"]()
 limit_key = pytest.StashKey[Limit]()
 
 OPTIONS = (
     ("release", "NAME|PATH", "release to gate: a name on the releases search path, or a folder with release.toml"),
-    ("releases_dir", "DIR", "extra folder of releases, searched before releases/ and fixtures/releases/"),
+    ("releases_dir", "DIR", "extra folder of releases, searched before releases/ (demo recipes come last)"),
     ("synthgate_cache", "DIR", "cache for built demo data, features and models (default $SYNTHGATE_CACHE or ~/.cache/synthgate)"),
     ("weights_dir", "DIR", "folder holding torchxrayvision weight files (default $SYNTHGATE_WEIGHTS_DIR)"),
     ("device", "DEVICE", "torch device for inference and training (default: cuda when available, else cpu)"),
@@ -157,7 +158,7 @@ def evaluated_release(release_evaluation: ReleaseEvaluation) -> ReleaseEvaluatio
     leaks = sorted(check for check, found in release_evaluation.leakage.items() if found)
     if leaks:
         pytest.skip(f"not evaluated: leakage found ({', '.join(leaks)})")
-    from synthgate.zoo import ModelLoadError
+    from synthgate.models.zoo import ModelLoadError
 
     try:
         release_evaluation.model  # noqa: B018 - load (or train) once, so a missing file is one clear error
@@ -307,7 +308,7 @@ class GateRecorder:
         reporting.write_tables(data, artifacts)
         clearance.record_clearance(summary, evaluation.release, self._clearance_path(stem, data))
         if option(self.config, "gate_summary"):
-            reporting.write_json(Path(option(self.config, "gate_summary")), summary)
+            write_json(Path(option(self.config, "gate_summary")), summary)
         self.summary, self.data = summary, data
 
     def _selection(self, session: pytest.Session, exitstatus: int) -> dict:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from synthgate import phantoms
-from synthgate.demo import Item, write_collection
+from synthgate.demo import phantoms
+from synthgate.demo.cohort import Item, write_collection
 
 REPO = Path(__file__).resolve().parent.parent
 

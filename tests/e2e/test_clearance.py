@@ -10,8 +10,8 @@ import pytest
 
 from synthgate.cli import main
 from synthgate.clearance import SELF_HASH, read_record, self_hash
-from synthgate.demo import build_world
-from synthgate.release import CLEARANCE_NAME
+from synthgate.demo.world import build_world
+from synthgate.config.release import CLEARANCE_NAME
 
 
 @pytest.fixture(scope="module")

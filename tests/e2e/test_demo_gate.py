@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from synthgate.demo import expected_outcome, recipe_dirs
+from synthgate.demo.world import expected_outcome, recipe_files
 
-RECIPES = sorted(recipe_dirs())
+RECIPES = sorted(recipe_files())
 DEFECTS = [name for name in RECIPES if not expected_outcome(name).get("cleared", False)]
 
 

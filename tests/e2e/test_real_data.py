@@ -36,7 +36,7 @@ def built(gate_cache):
 
 
 def test_splits_share_no_patient_and_no_image(built):
-    from synthgate.datasets import from_manifest
+    from synthgate.data.loading import from_manifest
 
     parts = {folder: from_manifest(built / folder, folder, STUDY.classes) for folder in real_study.FOLDERS.values()}
     facts = json.loads((built / "study.json").read_text())
@@ -53,7 +53,7 @@ def test_splits_share_no_patient_and_no_image(built):
 
 def test_releases_are_disjoint_from_the_source_images(built):
     """The stand-in's images are real images the generator's source split does not contain."""
-    from synthgate.datasets import from_manifest
+    from synthgate.data.loading import from_manifest
 
     source = from_manifest(built / "source", "source", ("pneumonia",))
     standin = from_manifest(built / "releases" / "kermany-standin", "standin", ("pneumonia",))

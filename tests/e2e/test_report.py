@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score
 
-from synthgate.report import CRITERION_FIELDS, FAMILIES
+from synthgate.reporting.report import CRITERION_FIELDS, FAMILIES
 from tests.conftest import REPO
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

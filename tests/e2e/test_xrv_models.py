@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from synthgate.compat import import_xrv
-from synthgate.demo import build_world
-from synthgate.zoo import weights_filename
+from synthgate.models.compat import import_xrv
+from synthgate.demo.world import build_world
+from synthgate.models.zoo import weights_filename
 from tests.conftest import HANDMADE_TOML, write_handmade_release
 
 

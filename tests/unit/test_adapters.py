@@ -12,9 +12,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from synthgate import adapters, datasets
-from synthgate.config import ConfigError
-from synthgate.release import DataRef, load_release, sha256_file
+from synthgate.data import formats as adapters
+from synthgate.data import loading
+from synthgate.config.toml import ConfigError
+from synthgate.config.release import DataRef, load_release
+from synthgate.storage import sha256_file
 from tests.conftest import write_handmade_release
 
 KERMANY = Path(__file__).parents[2].parent / "shared/data/kermany-pneumonia"
@@ -74,7 +76,7 @@ def folders(tmp_path) -> Path:
 
 
 def test_class_folders_labels_and_kermany_patients(folders):
-    c = datasets.load(ref(folders, "class-folders", classes={"pneumonia": "PNEUMONIA"}, patient_id="kermany"),
+    c = loading.load(ref(folders, "class-folders", classes={"pneumonia": "PNEUMONIA"}, patient_id="kermany"),
                       "train", ("pneumonia",))
     names = [p.name for p in c.paths]
     assert names == sorted(KERMANY_NAMES["NORMAL"]) + sorted(KERMANY_NAMES["PNEUMONIA"])
@@ -91,14 +93,14 @@ def test_class_folders_labels_and_kermany_patients(folders):
 def test_negative_folders_default_to_every_other_folder(folders):
     image(folders / "OTHER" / "IM-0900-0001.jpeg", 200)
     options = dict(classes={"pneumonia": "PNEUMONIA"}, patient_id="kermany")
-    assert len(datasets.load(ref(folders, "class-folders", **options), "t", ("pneumonia",))) == 8
-    chosen = datasets.load(ref(folders, "class-folders", negative_folders=["NORMAL"], **options), "t", ("pneumonia",))
+    assert len(loading.load(ref(folders, "class-folders", **options), "t", ("pneumonia",))) == 8
+    chosen = loading.load(ref(folders, "class-folders", negative_folders=["NORMAL"], **options), "t", ("pneumonia",))
     assert len(chosen) == 7 and not any(p.parent.name == "OTHER" for p in chosen.paths)
 
 
 def test_patient_rules_file_and_regex(folders):
     def groups(rule: str) -> Counter:
-        c = datasets.load(ref(folders, "class-folders", classes={"p": "PNEUMONIA"}, patient_id=rule), "t", ("p",))
+        c = loading.load(ref(folders, "class-folders", classes={"p": "PNEUMONIA"}, patient_id=rule), "t", ("p",))
         return Counter(c.groups)
 
     assert groups("file")["image:PNEUMONIA/person1_virus_6.jpeg"] == 1 and len(groups("file")) == 7
@@ -129,28 +131,28 @@ def test_class_folder_problems_name_the_key(folders, change, options, key, words
             file.unlink()
     options = {"classes": {"pneumonia": "PNEUMONIA"}, "patient_id": "kermany", **options}
     with raises(key, words):
-        datasets.load(ref(folders, "class-folders", **options), "t", ("pneumonia",))
+        loading.load(ref(folders, "class-folders", **options), "t", ("pneumonia",))
 
 
 def test_non_image_files_and_missing_folder_are_errors(folders, tmp_path):
     options = dict(classes={"p": "PNEUMONIA"}, patient_id="kermany")
     with raises("path", "is not a folder"):
-        datasets.load(ref(tmp_path / "nowhere", "class-folders", **options), "t", ("p",))
+        loading.load(ref(tmp_path / "nowhere", "class-folders", **options), "t", ("p",))
     (folders / "NORMAL" / "notes.txt").write_text("not an image")
     with pytest.raises(ConfigError, match="not an image file") as caught:
-        datasets.load(ref(folders, "class-folders", **options), "t", ("p",))
+        loading.load(ref(folders, "class-folders", **options), "t", ("p",))
     assert caught.value.file.name == "notes.txt"
 
 
 def test_unknown_format_lists_the_known_ones(folders):
     with raises("format", "unknown data format 'folders'", "class-folders", "medmnist", "padchest", "nih", "manifest"):
-        datasets.load(ref(folders, "folders"), "t")
+        loading.load(ref(folders, "folders"), "t")
 
 
 @pytest.mark.real_data
 @pytest.mark.skipif(not (KERMANY / "train").is_dir(), reason=f"real data absent: {KERMANY}/train")
 def test_real_kermany_train_folder():
-    c = datasets.load(ref(KERMANY / "train", "class-folders", classes={"pneumonia": "PNEUMONIA"}, patient_id="kermany"),
+    c = loading.load(ref(KERMANY / "train", "class-folders", classes={"pneumonia": "PNEUMONIA"}, patient_id="kermany"),
                       "kermany train", ("pneumonia",))
     assert len(c) == 5216
     assert (int((c.labels[:, 0] == 0).sum()), int(c.labels[:, 0].sum())) == (1341, 3875)
@@ -178,7 +180,7 @@ def write_npz(path: Path, sizes=(6, 4, 3), rgb=False, labels_per_split=None) -> 
 def test_medmnist_extracts_pngs_once_under_the_cache(tmp_path, monkeypatch):
     npz = write_npz(tmp_path / "pneumoniamnist.npz")
     options = dict(split="val", classes={"pneumonia": 1}, cache=str(tmp_path / "cache"))
-    c = datasets.load(ref(npz, "medmnist", **options), "val", ("pneumonia",))
+    c = loading.load(ref(npz, "medmnist", **options), "val", ("pneumonia",))
     folder = tmp_path / "cache" / "medmnist" / sha256_file(npz) / "val"
     assert [p.parent for p in c.paths] == [folder] * 4
     assert c.labels[:, 0].tolist() == [0, 1, 0, 1]
@@ -188,7 +190,7 @@ def test_medmnist_extracts_pngs_once_under_the_cache(tmp_path, monkeypatch):
     assert sorted(p.name for p in folder.parent.iterdir()) == ["val"]  # no staging folder left behind
 
     monkeypatch.setattr(adapters, "_extract", lambda *args: pytest.fail("extracted twice"))
-    again = datasets.load(ref(npz, "medmnist", **options), "val", ("pneumonia",))
+    again = loading.load(ref(npz, "medmnist", **options), "val", ("pneumonia",))
     assert again.digests == c.digests
 
 
@@ -196,7 +198,7 @@ def test_medmnist_multi_label_rgb_and_env_cache(tmp_path, monkeypatch):
     labels = np.array([[1, 0, 0], [0, 1, 1], [0, 0, 1], [1, 1, 0], [0, 0, 0], [0, 1, 0]], dtype=np.uint8)
     npz = write_npz(tmp_path / "chest.npz", rgb=True, labels_per_split={"train": labels})
     monkeypatch.setenv("SYNTHGATE_CACHE", str(tmp_path / "env-cache"))
-    c = datasets.load(ref(npz, "medmnist", split="train", classes={"mass": 2, "effusion": 0}), "t", ("mass", "effusion"))
+    c = loading.load(ref(npz, "medmnist", split="train", classes={"mass": 2, "effusion": 0}), "t", ("mass", "effusion"))
     assert c.labels.tolist() == labels[:, [2, 0]].tolist()
     assert c.paths[0].is_relative_to(tmp_path / "env-cache") and Image.open(c.paths[0]).mode == "RGB"
 
@@ -215,7 +217,7 @@ def test_medmnist_option_problems(tmp_path, options, key, words):
     npz = write_npz(tmp_path / "p.npz")
     options = {"split": "train", "classes": {"pneumonia": 1}, "cache": str(tmp_path / "c"), **options}
     with raises(key, words):
-        datasets.load(ref(npz, "medmnist", **options), "t", ("pneumonia",))
+        loading.load(ref(npz, "medmnist", **options), "t", ("pneumonia",))
 
 
 def test_medmnist_archive_problems_name_the_array(tmp_path):
@@ -223,17 +225,17 @@ def test_medmnist_archive_problems_name_the_array(tmp_path):
     broken = tmp_path / "broken.npz"
     broken.write_bytes(b"not a zip")
     with raises("", "not a .npz archive"):
-        datasets.load(ref(broken, "medmnist", **options), "t", ("pneumonia",))
+        loading.load(ref(broken, "medmnist", **options), "t", ("pneumonia",))
     partial = tmp_path / "partial.npz"
     np.savez(partial, train_labels=np.zeros((2, 1), np.uint8))
     with raises("train_images", "missing"):
-        datasets.load(ref(partial, "medmnist", **options), "t", ("pneumonia",))
+        loading.load(ref(partial, "medmnist", **options), "t", ("pneumonia",))
     three = np.array([[0, 2, 1]] * 6, np.uint8)
     with raises("train_labels", "row 0", "expected 0 or 1"):
-        datasets.load(ref(write_npz(tmp_path / "m.npz", labels_per_split={"train": three}), "medmnist", **options), "t",
+        loading.load(ref(write_npz(tmp_path / "m.npz", labels_per_split={"train": three}), "medmnist", **options), "t",
                       ("pneumonia",))
     with raises("task", "multi-class labels have shape (n, 1)"):
-        datasets.load(ref(tmp_path / "m.npz", "medmnist", task="multi-class", **options), "t", ("pneumonia",))
+        loading.load(ref(tmp_path / "m.npz", "medmnist", task="multi-class", **options), "t", ("pneumonia",))
 
 
 # ---------------------------------------------------------------------- padchest / nih
@@ -260,13 +262,13 @@ def padchest(tmp_path):
 
 def test_padchest_maps_exact_label_strings(padchest):
     folder, table = padchest
-    c = datasets.load(ref(folder, "padchest", labels_csv=str(table), classes={"soft tissue mass": "soft tissue mass"}),
+    c = loading.load(ref(folder, "padchest", labels_csv=str(table), classes={"soft tissue mass": "soft tissue mass"}),
                       "t", ("soft tissue mass",))
     assert [p.name for p in c.paths] == ["a.png", "b.png", "c.png", "d.png"]
     assert c.labels[:, 0].tolist() == [1, 1, 0, 0]  # 'pulmonary mass' is not a soft tissue mass
     assert c.groups == ("p1", "p1", "p2", "p3")
     assert c.skipped == {"no labels": 1}
-    masses = datasets.load(ref(folder, "padchest", labels_csv=str(table), views=["PA"],
+    masses = loading.load(ref(folder, "padchest", labels_csv=str(table), views=["PA"],
                                classes={"mass": ["soft tissue mass", "pulmonary mass"]}), "t", ("mass",))
     assert [p.name for p in masses.paths] == ["a.png", "c.png", "d.png"] and masses.labels[:, 0].tolist() == [1, 1, 0]
 
@@ -277,9 +279,9 @@ def test_absent_images_are_errors_unless_limited_to_present(padchest):
     (folder / "d.png").unlink()
     options = dict(labels_csv=str(table), classes={"m": "soft tissue mass"})
     with pytest.raises(ConfigError, match="c.png and 1 more") as caught:
-        datasets.load(ref(folder, "padchest", **options), "t", ("m",))
+        loading.load(ref(folder, "padchest", **options), "t", ("m",))
     assert caught.value.file == table and caught.value.key == "row 3"
-    c = datasets.load(ref(folder, "padchest", limit_to_present=True, **options), "t", ("m",))
+    c = loading.load(ref(folder, "padchest", limit_to_present=True, **options), "t", ("m",))
     assert len(c) == 2 and c.skipped == {"no labels": 1, "image file absent": 2}
 
 
@@ -297,7 +299,7 @@ def test_padchest_option_problems(padchest, options, key, words):
     folder, table = padchest
     options = {"labels_csv": str(table), "classes": {"m": "soft tissue mass"}, **options}
     with raises(key, words):
-        datasets.load(ref(folder, "padchest", **options), "t", ("m",))
+        loading.load(ref(folder, "padchest", **options), "t", ("m",))
 
 
 @pytest.mark.parametrize(
@@ -314,7 +316,7 @@ def test_padchest_table_rows_are_checked(tmp_path, rows, key, words):
     image(tmp_path / "images" / "a.png", 1)
     table = write_table(tmp_path / "t.csv", PADCHEST_COLUMNS, rows)
     with raises(key, words) as caught:
-        datasets.load(ref(tmp_path / "images", "padchest", labels_csv=str(table), classes={"m": "mass"}), "t", ("m",))
+        loading.load(ref(tmp_path / "images", "padchest", labels_csv=str(table), classes={"m": "mass"}), "t", ("m",))
     assert caught.value.file == table
 
 
@@ -323,7 +325,7 @@ def test_unreadable_or_foreign_tables_are_errors(tmp_path):
     foreign = write_table(tmp_path / "nih.csv", NIH_COLUMNS, [{"Image Index": "a.png"}])
     for table, words in [(tmp_path / "missing.csv", "cannot read the label table"), (foreign, "no column(s) ['ImageID'")]:
         with raises("", words) as caught:
-            datasets.load(ref(tmp_path / "images", "padchest", labels_csv=str(table), classes={"m": "mass"}), "t", ("m",))
+            loading.load(ref(tmp_path / "images", "padchest", labels_csv=str(table), classes={"m": "mass"}), "t", ("m",))
         assert caught.value.file == table
 
 
@@ -336,10 +338,10 @@ def test_nih_pipe_separated_labels(tmp_path):
     for shade, row in enumerate(rows):
         image(tmp_path / "images" / row["Image Index"], shade)
     table = write_table(tmp_path / "nih.csv", NIH_COLUMNS, rows)
-    c = datasets.load(ref(tmp_path / "images", "nih", labels_csv=str(table), classes={"mass": "Mass", "nodule": "Nodule"}),
+    c = loading.load(ref(tmp_path / "images", "nih", labels_csv=str(table), classes={"mass": "Mass", "nodule": "Nodule"}),
                       "t", ("mass", "nodule"))
     assert c.labels.tolist() == [[1, 1], [0, 0], [0, 1]] and c.groups == ("1", "1", "2")
-    pa = datasets.load(ref(tmp_path / "images", "nih", labels_csv=str(table), views=["PA"], classes={"mass": "Mass"}),
+    pa = loading.load(ref(tmp_path / "images", "nih", labels_csv=str(table), views=["PA"], classes={"mass": "Mass"}),
                        "t", ("mass",))
     assert len(pa) == 2
 
@@ -350,7 +352,7 @@ def test_default_tables_are_torchxrayvisions(tmp_path):
     assert (data / adapters.PADCHEST.file).is_file()
     image(tmp_path / "images" / "00000001_000.png", 1)  # Cardiomegaly in the real table
     image(tmp_path / "images" / "00000002_000.png", 2)  # No Finding
-    c = datasets.load(ref(tmp_path / "images", "nih", limit_to_present=True, classes={"c": "Cardiomegaly"}), "t", ("c",))
+    c = loading.load(ref(tmp_path / "images", "nih", limit_to_present=True, classes={"c": "Cardiomegaly"}), "t", ("c",))
     assert c.labels[:, 0].tolist() == [1, 0] and c.groups == ("1", "2")
     assert c.skipped["image file absent"] == 112_118
 
@@ -360,14 +362,14 @@ def test_default_tables_are_torchxrayvisions(tmp_path):
 
 def test_release_config_options_reach_the_adapters(tmp_path, folders):
     root = write_handmade_release(tmp_path / "r", n=2)
-    npz = write_npz(tmp_path / "m.npz")
+    write_npz(tmp_path / "m.npz")
     with open(root / "release.toml", "a") as config:
-        config.write(f"""
+        config.write("""
 [reference.train]
 path = "../train"
 format = "class-folders"
 datasets = ["kermany-pneumonia"]
-classes = {{ "soft tissue mass" = "PNEUMONIA" }}
+classes = { "soft tissue mass" = "PNEUMONIA" }
 patient_id = "kermany"
 
 [reference.test]
@@ -375,12 +377,12 @@ path = "../m.npz"
 format = "medmnist"
 datasets = ["pneumoniamnist"]
 split = "test"
-classes = {{ "soft tissue mass" = 1 }}
+classes = { "soft tissue mass" = 1 }
 cache = "../cache"
 """)
     release = load_release(root)
-    train = datasets.load(release.reference.train, "train", release.class_names)
-    test = datasets.load(release.reference.test, "test", release.class_names)
+    train = loading.load(release.reference.train, "train", release.class_names)
+    test = loading.load(release.reference.test, "test", release.class_names)
     assert len(train) == 7 and train.datasets == ("kermany-pneumonia",)
     assert len(test) == 3 and test.paths[0].is_relative_to(tmp_path / "cache")
 
@@ -405,4 +407,4 @@ patient_id = "kermany"
 """)
     release = load_release(root)
     with raises("reference.train.classes.soft tissue mass", "PNEUMONIAX", str(root / "release.toml")):
-        datasets.load(release.reference.train, "train", release.class_names)
+        loading.load(release.reference.train, "train", release.class_names)

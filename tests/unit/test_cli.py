@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from synthgate import phantoms
+from synthgate.demo import phantoms
 from synthgate.cli import main
-from synthgate.demo import Item, write_collection
-from synthgate.zoo import load_checkpoint
+from synthgate.demo.cohort import Item, write_collection
+from synthgate.models.zoo import load_checkpoint
 from tests.conftest import REPO, write_handmade_release
 
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 from scipy.spatial.distance import cdist
 
-from synthgate.distribution import (
+from synthgate.measures.distances import (
     detectability_auroc,
     frechet_distance,
     frechet_distance_from_stats,
@@ -15,7 +15,7 @@ from synthgate.distribution import (
     shift_tolerant_similarity,
     source_identifiability,
 )
-from synthgate.metrics import Estimate, MeanStd
+from synthgate.measures.metrics import Estimate, MeanStd
 
 
 def _gauss(n, d, seed, shift=0.0):
@@ -283,7 +283,7 @@ def test_nearest_neighbour_similarity_finds_copies(metric):
 
 def test_shift_tolerant_similarity_finds_moved_copies_of_images_with_shared_anatomy():
     """Every phantom shares the body outline: a copy moved by a few pixels must still match its original."""
-    from synthgate.phantoms import render
+    from synthgate.demo.phantoms import render
 
     originals = np.stack([render(seed) for seed in range(40)]).astype(np.float32) / 255
     moved = np.stack([np.roll(originals[k], (dy, dx), axis=(0, 1))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from synthgate.experiments import Features, ProbeGrid, fit_linear_head, pretrained_evaluation
-from synthgate.release import StatisticsSpec, UtilitySpec
+from synthgate.evaluation.experiments import Features, ProbeGrid, fit_linear_head, pretrained_evaluation
+from synthgate.config.release import StatisticsSpec, UtilitySpec
 
 
 def make_features(n, rng, flip=0.0, shift=0.0):
@@ -80,12 +80,12 @@ def test_network_grid_finetunes_and_trains_from_scratch(tmp_path):
     """The finetune and scratch learners run end to end on images (tiny, one epoch: plumbing, not accuracy)."""
     import dataclasses
 
-    from synthgate import phantoms
-    from synthgate.datasets import from_manifest
-    from synthgate.demo import Item, write_collection
-    from synthgate.experiments import NetworkGrid
-    from synthgate.train import TrainSettings, planned_card
-    from synthgate.zoo import LoadedModel, build_densenet
+    from synthgate.demo import phantoms
+    from synthgate.data.loading import from_manifest
+    from synthgate.demo.cohort import Item, write_collection
+    from synthgate.evaluation.experiments import NetworkGrid
+    from synthgate.models.training import TrainSettings, planned_card
+    from synthgate.models.zoo import LoadedModel, build_densenet
 
     def collection(name, n, offset):
         items = [

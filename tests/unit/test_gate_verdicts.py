@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from synthgate.gate import GateFailure, Limit, expect_at_most, expect_criterion
-from synthgate.metrics import Estimate
-from synthgate.release import Criterion
+from synthgate.gate.verdicts import GateFailure, Limit, expect_at_most, expect_criterion
+from synthgate.measures.metrics import Estimate
+from synthgate.config.release import Criterion
 
 ESTIMATE = Estimate(value=0.80, low=0.72, high=0.87, n=300)
 

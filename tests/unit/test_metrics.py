@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from synthgate.metrics import (
+from synthgate.measures.metrics import (
     Estimate,
     MeanStd,
     binary_metrics,
@@ -18,7 +18,7 @@ from synthgate.metrics import (
     summarise_seeds,
     unpaired_difference,
 )
-from synthgate.metrics import _resample_indices
+from synthgate.measures.metrics import _resample_indices
 
 
 def _data(n, seed=0, prevalence=0.3, signal=1.0):

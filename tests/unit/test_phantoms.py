@@ -1,4 +1,4 @@
-"""Unit tests for synthgate.phantoms: determinism, anatomy, findings, sites, cohorts."""
+"""Unit tests for synthgate.demo.phantoms: determinism, anatomy, findings, sites, cohorts."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synthgate import phantoms as P
-from synthgate.phantoms import FINDINGS, SITES, PhantomSpec, Site, render, render_spec, sample_cohort
+from synthgate.demo import phantoms as P
+from synthgate.demo.phantoms import FINDINGS, SITES, PhantomSpec, Site, render, render_spec, sample_cohort
 
 MASS, EFFUSION, CARDIOMEGALY = FINDINGS
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)

@@ -7,8 +7,9 @@ import os
 import pytest
 from hypothesis import given, strategies as st
 
-from synthgate.config import ConfigError
-from synthgate.release import content_hash, load_release, read_manifest, resolve_member, sha256_file
+from synthgate.config.toml import ConfigError
+from synthgate.config.release import content_hash, load_release, read_manifest, resolve_member
+from synthgate.storage import sha256_file
 from tests.conftest import HANDMADE_TOML, write_handmade_release
 
 

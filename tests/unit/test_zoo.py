@@ -1,4 +1,4 @@
-"""synthgate.zoo: model cards, the xrv weights table, leakage, and safe loading.
+"""synthgate.models.zoo: model cards, the xrv weights table, leakage, and safe loading.
 
 Weight files are made here in torchxrayvision's format (``torch.save`` of a
 whole randomly initialised ``xrv.models.DenseNet``); nothing is downloaded.
@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from synthgate import zoo
-from synthgate.compat import import_xrv
-from synthgate.zoo import (
+from synthgate.models import zoo
+from synthgate.storage import fingerprint, sha256_file
+from synthgate.models.compat import import_xrv
+from synthgate.models.zoo import (
     XRV_WEIGHTS,
     ModelCard,
     ModelCardError,
@@ -69,7 +70,7 @@ def make_card(**changes) -> ModelCard:
         model_id="test-densenet",
         architecture=zoo.ARCHITECTURE,
         training_datasets=["padchest"],
-        training_fingerprint=zoo.training_fingerprint(["a" * 64, "b" * 64]),
+        training_fingerprint=fingerprint(["a" * 64, "b" * 64]),
         outputs=[f"finding{i}" for i in range(18)],
         input_size=224,
         normalisation=zoo.NORMALISATION,
@@ -93,7 +94,7 @@ def test_xrv_weights_load_identical_to_saved_module(name, weights_dir, images, e
         assert torch.equal(loaded.module(images), expected)
     assert loaded.outputs == list(XRV_WEIGHTS[name].outputs)
     assert loaded.model_id == loaded.card.model_id
-    assert loaded.model_id == f"xrv:{name}:" + zoo._sha256_file(weights_dir / zoo.weights_filename(name))[:16]
+    assert loaded.model_id == f"xrv:{name}:" + sha256_file(weights_dir / zoo.weights_filename(name))[:16]
     assert loaded.card.source == f"torchxrayvision:{name}"
     assert loaded.card.training_fingerprint is None
 
@@ -355,7 +356,7 @@ def test_underlying_datasets_expands_aliases_and_derivations():
         zoo.underlying_datasets("  ")
 
 
-def test_training_fingerprint_ignores_order():
+def test_image_set_fingerprint_ignores_order():
     hashes = ["c" * 64, "a" * 64, "b" * 64]
-    assert zoo.training_fingerprint(hashes) == zoo.training_fingerprint(sorted(hashes))
-    assert zoo.training_fingerprint(hashes) != zoo.training_fingerprint(hashes[:2])
+    assert fingerprint(hashes) == fingerprint(sorted(hashes))
+    assert fingerprint(hashes) != fingerprint(hashes[:2])

@@ -1,3 +1,0 @@
-"""Root conftest: wires the synthgate plugin for this checkout."""
-
-pytest_plugins = ["synthgate.plugin"]

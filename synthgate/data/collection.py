@@ -1,0 +1,64 @@
+"""Labelled image collections: the release itself, and the real data it refers to.
+
+Everything downstream (features, training, leakage, metrics) sees one shape:
+file paths, their content hashes, a 0/1 label matrix with named columns, and a
+group (patient) per image. Adapters turn each on-disk layout into that shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from synthgate.storage import fingerprint
+
+
+@dataclass(frozen=True)
+class Collection:
+    """Images with labels and patient groups; rows align across every field."""
+
+    name: str
+    datasets: tuple[str, ...]
+    paths: tuple[Path, ...]
+    digests: tuple[str, ...]
+    labels: np.ndarray  # (n, len(classes)) of 0/1
+    classes: tuple[str, ...]
+    groups: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def column(self, name: str) -> np.ndarray:
+        return self.labels[:, self.classes.index(name)]
+
+    def subset(self, index, name: str | None = None) -> "Collection":
+        index = np.asarray(index, dtype=int)
+        return Collection(
+            name=name or self.name,
+            datasets=self.datasets,
+            paths=tuple(self.paths[i] for i in index),
+            digests=tuple(self.digests[i] for i in index),
+            labels=self.labels[index],
+            classes=self.classes,
+            groups=tuple(self.groups[i] for i in index),
+        )
+
+    def concat(self, other: "Collection") -> "Collection":
+        if other.classes != self.classes:
+            raise ValueError(f"cannot mix collections with classes {self.classes} and {other.classes}")
+        return Collection(
+            name=f"{self.name} + {other.name}",
+            datasets=tuple(dict.fromkeys(self.datasets + other.datasets)),
+            paths=self.paths + other.paths,
+            digests=self.digests + other.digests,
+            labels=np.concatenate([self.labels, other.labels]),
+            classes=self.classes,
+            groups=self.groups + other.groups,
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 over the sorted image hashes: which exact images a model was trained on."""
+        return fingerprint(self.digests)

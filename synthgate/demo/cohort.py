@@ -1,0 +1,86 @@
+"""Cohorts of phantom images on their way to disk: the items a demo collection is made of.
+
+Shared by the demo world (real reference and source data), the release recipes and
+their defects, so that every collection is written the same way (images + manifest).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from synthgate.config.toml import Table
+from synthgate.demo import phantoms
+
+@dataclass
+class Item:
+    """One image to be written: where, what pixels, which labels, which patient."""
+
+    path: str
+    pixels: np.ndarray
+    labels: dict[str, int]
+    patient_id: str
+    seed: int
+    spec: phantoms.PhantomSpec | None = None
+    site: str = "site-a"
+
+    def rerender(self, findings: frozenset[str]) -> None:
+        """Draw the same image again with other findings (the labels are left as they are)."""
+        spec = dataclasses.replace(self.spec, findings=frozenset(findings))
+        self.pixels = phantoms.render_spec(spec, site=self.site, size=self.pixels.shape[0])
+
+
+
+
+def cohort_items(section: Table, size: int, seed: int, prefix: str) -> tuple[str, list[Item]]:
+    site = section.get("site", str, choices=phantoms.SITES)
+    specs = phantoms.sample_cohort(
+        site,
+        n_patients=section.get("patients", int),
+        images_per_patient=tuple(section.get_list("images_per_patient", int)),
+        seed=seed,
+        id_prefix=prefix,
+    )
+    items = [
+        Item(
+            path=f"images/{spec.patient_id}-{index:05d}.png",
+            pixels=phantoms.render_spec(spec, site=site, size=size),
+            labels={name: int(name in spec.findings) for name in phantoms.FINDINGS},
+            patient_id=spec.patient_id,
+            seed=spec.image_seed,
+            spec=spec,
+            site=site,
+        )
+        for index, spec in enumerate(specs)
+    ]
+    return site, items
+
+
+def write_collection(directory: Path, items: list[Item], with_patients: bool = True) -> None:
+    """Write images and a manifest (path, [patient_id], seed, one 0/1 column per class)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for item in items:
+        target = directory / item.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(item.pixels).save(target)
+    classes = list(items[0].labels)
+    with open(directory / "manifest.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", *(["patient_id"] if with_patients else []), "seed", *classes])
+        for item in items:
+            patient = [item.patient_id] if with_patients else []
+            writer.writerow([item.path, *patient, item.seed, *(item.labels[c] for c in classes)])
+
+
+def split_by_patient(items: list[Item], test_fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
+    patients = sorted({item.patient_id for item in items})
+    rng = np.random.default_rng(seed)
+    test_patients = set(rng.choice(patients, size=round(len(patients) * test_fraction), replace=False))
+    return [i for i in items if i.patient_id not in test_patients], [i for i in items if i.patient_id in test_patients]
+
+

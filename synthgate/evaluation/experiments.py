@@ -1,0 +1,282 @@
+"""The evaluation frameworks: pretrained scoring and retraining on real/synthetic mixes.
+
+Pretrained (RoentGen's protocol): the leakage-free model scores the real reference
+test set and the synthetic release; per class, metrics with bootstrap CIs and the
+synthetic-minus-real difference.
+
+Retraining (apply-synthetic-medMNIST's protocol), always tested on the real
+reference test set: R (real only), S (synthetic only), R+S at several ratios of
+synthetic to real, S->R (pre-train on synthetic, fine-tune on real), each at
+several sizes of the real training set and several seeds. Decision thresholds are
+chosen on a patient-wise validation split of the reference train, never on test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from synthgate.data.collection import Collection
+from synthgate.measures.metrics import (
+    Estimate,
+    MeanStd,
+    binary_metrics,
+    bootstrap_metrics,
+    choose_threshold,
+    paired_auroc_difference,
+    summarise_seeds,
+    unpaired_difference,
+)
+from synthgate.models.training import TrainSettings, decode_all, patient_split, predict, train_densenet
+
+REPORTED_METRICS = ("auroc", "accuracy", "precision", "recall", "f1")
+VALIDATION_FRACTION = 0.2
+VALIDATION_SEED = 0  # the same split train_densenet holds out, so the reference model never trained on it
+
+
+def _both_classes(labels: np.ndarray) -> bool:
+    return 0 < labels.sum() < len(labels)
+
+
+# --------------------------------------------------------------------------- pretrained
+
+
+@dataclass
+class PretrainedClass:
+    """One class under the pretrained model: real test vs synthetic, at a threshold chosen on validation."""
+
+    threshold: float
+    real: dict[str, Estimate]
+    synthetic: dict[str, Estimate] | None  # None: the release lacks positives or negatives
+    auroc_difference: Estimate | None  # synthetic minus real
+    problem: str = ""
+
+
+def pretrained_evaluation(
+    labels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    n_boot: int,
+    seed: int,
+) -> dict[str, PretrainedClass]:
+    """Per class, from (validation, real test, synthetic) labels and scores."""
+    results = {}
+    for name, (y_val, y_test, y_syn) in labels.items():
+        s_val, s_test, s_syn = scores[name]
+        threshold = choose_threshold(y_val, s_val)
+        real = bootstrap_metrics(y_test, s_test, threshold, n_boot=n_boot, seed=seed)
+        if not _both_classes(y_syn):
+            present = "positive" if y_syn.sum() else "negative"
+            results[name] = PretrainedClass(
+                threshold, real, None, None, f"every synthetic image is {present} for '{name}': AUROC is undefined"
+            )
+            continue
+        synthetic = bootstrap_metrics(y_syn, s_syn, threshold, n_boot=n_boot, seed=seed)
+        difference = unpaired_difference(y_test, s_test, y_syn, s_syn, metric="auroc", n_boot=n_boot, seed=seed)
+        results[name] = PretrainedClass(threshold, real, synthetic, difference)
+    return results
+
+
+# --------------------------------------------------------------------------- retraining
+
+
+@dataclass
+class Cell:
+    """One framework at one real-data size (and synthetic ratio), over every seed."""
+
+    framework: str  # "R", "S", "R+S", "S->R"
+    size: float
+    ratio: float | None
+    n_real: int
+    n_synthetic: int
+    metrics: dict[str, dict[str, MeanStd]] = field(default_factory=dict)  # class -> metric -> mean/std over seeds
+    test_scores: dict[str, np.ndarray] = field(default_factory=dict)  # class -> seed-averaged test scores
+    auroc_ci: dict[str, Estimate] = field(default_factory=dict)  # class -> bootstrap CI of the seed-averaged AUROC
+    versus_real: dict[str, Estimate] = field(default_factory=dict)  # class -> paired AUROC(cell) - AUROC(R)
+    problems: dict[str, str] = field(default_factory=dict)  # class -> why its numbers mean nothing
+    unavailable: str = ""
+
+    @property
+    def label(self) -> str:
+        ratio = f" {self.ratio:.0%}" if self.ratio is not None else ""
+        return f"{self.framework}{ratio} @ {self.size:.0%} real"
+
+
+@dataclass
+class Features:
+    """Frozen features (standardised on reference train) and 0/1 labels of one split."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+
+def fit_linear_head(
+    train: Features, seed: int, init: torch.nn.Linear | None = None, epochs: int = 300, lr: float = 0.01,
+    weight_decay: float = 1e-2,
+) -> torch.nn.Linear:
+    """A multi-label linear head on frozen features (the 'probe' learner).
+
+    With ``init`` it fine-tunes with L2-SP (Li et al. 2018): weight decay pulls
+    towards the pre-trained head instead of towards zero, which is what makes
+    "pre-train on synthetic, then fine-tune on real" differ from training on real.
+    """
+    torch.manual_seed(seed)
+    x, y = torch.from_numpy(train.x), torch.from_numpy(train.y.astype(np.float32))
+    head = torch.nn.Linear(x.shape[1], y.shape[1])
+    anchor = None
+    if init is not None:
+        head.load_state_dict(init.state_dict())
+        anchor = [p.detach().clone() for p in init.parameters()]
+    optimiser = torch.optim.Adam(head.parameters(), lr=lr)
+    for _ in range(epochs):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(head(x), y)
+        params = list(head.parameters())
+        centres = anchor or [torch.zeros_like(p) for p in params]
+        loss = loss + weight_decay * sum(((p - c) ** 2).sum() for p, c in zip(params, centres))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return head
+
+
+@torch.no_grad()
+def _predict(head: torch.nn.Linear, x: np.ndarray) -> np.ndarray:
+    return torch.sigmoid(head(torch.from_numpy(x))).numpy()
+
+
+def _sample(rng: np.random.Generator, n_available: int, n: int) -> np.ndarray:
+    return np.sort(rng.choice(n_available, size=n, replace=False))
+
+
+class Grid:
+    """The retraining grid; subclasses say how one model is fitted and what it predicts."""
+
+    def __init__(self, n_pool: int, n_synthetic: int, validation_y: np.ndarray, test_y: np.ndarray,
+                 pool_y: np.ndarray, synthetic_y: np.ndarray, classes, spec, statistics):
+        self.n_pool, self.n_synthetic = n_pool, n_synthetic
+        self.validation_y, self.test_y, self.pool_y, self.synthetic_y = validation_y, test_y, pool_y, synthetic_y
+        self.classes, self.spec, self.statistics = tuple(classes), spec, statistics
+
+    def fit_predict(self, framework: str, real: np.ndarray, synthetic: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Train ``framework`` on pool rows ``real`` and synthetic rows ``synthetic``: (validation, test) scores."""
+        raise NotImplementedError
+
+    def cells(self) -> list[Cell]:
+        cells = []
+        for size in self.spec.sizes:
+            n_real = max(2, round(size * self.n_pool))
+            cells.append(Cell("R", size, None, n_real, 0))
+            for ratio in self.spec.ratios:
+                cells.append(Cell("R+S", size, ratio, n_real, round(ratio * n_real)))
+        full = max(self.spec.sizes)
+        n_full = round(full * self.n_pool)
+        cells.append(Cell("S", full, None, 0, min(self.n_synthetic, n_full)))
+        cells.append(Cell("S->R", full, None, n_full, min(self.n_synthetic, n_full)))
+        for cell in cells:
+            if cell.n_synthetic > self.n_synthetic:
+                cell.unavailable = f"needs {cell.n_synthetic} synthetic images, the release has {self.n_synthetic}"
+        return cells
+
+    def run(self) -> list[Cell]:
+        cells = self.cells()
+        for cell in cells:
+            if not cell.unavailable:
+                self._run_cell(cell)
+        real_by_size = {c.size: c for c in cells if c.framework == "R"}
+        for cell in cells:
+            baseline = real_by_size.get(cell.size)
+            if cell.unavailable or cell.framework == "R" or baseline is None:
+                continue
+            for k, name in enumerate(self.classes):
+                cell.versus_real[name] = paired_auroc_difference(
+                    self.test_y[:, k], baseline.test_scores[name], cell.test_scores[name],
+                    n_boot=self.statistics.n_boot, seed=self.statistics.seed,
+                )
+        return cells
+
+    def _run_cell(self, cell: Cell) -> None:
+        per_seed = {c: {m: [] for m in REPORTED_METRICS} for c in self.classes}
+        test_scores = {c: [] for c in self.classes}
+        for seed in self.spec.seeds:
+            rng = np.random.default_rng([seed, int(cell.size * 1000), int((cell.ratio or 0) * 1000)])
+            real = _sample(rng, self.n_pool, cell.n_real)
+            synthetic = _sample(rng, self.n_synthetic, cell.n_synthetic)
+            training_labels = np.concatenate([self.pool_y[real], self.synthetic_y[synthetic]])
+            val_scores, scores = self.fit_predict(cell.framework, real, synthetic, seed)
+            for k, name in enumerate(self.classes):
+                if not _both_classes(training_labels[:, k]) or not _both_classes(self.synthetic_y[synthetic, k]) and cell.n_synthetic:
+                    cell.problems[name] = f"the synthetic training images are all {'positive' if self.synthetic_y[synthetic, k].any() else 'negative'} for '{name}'"
+                threshold = choose_threshold(self.validation_y[:, k], val_scores[:, k])
+                for metric, value in binary_metrics(self.test_y[:, k], scores[:, k], threshold).items():
+                    per_seed[name][metric].append(value)
+                test_scores[name].append(scores[:, k])
+        for k, name in enumerate(self.classes):
+            cell.metrics[name] = {m: summarise_seeds(v) for m, v in per_seed[name].items()}
+            cell.test_scores[name] = np.mean(test_scores[name], axis=0)
+            cell.auroc_ci[name] = bootstrap_metrics(
+                self.test_y[:, k], cell.test_scores[name], 0.5, n_boot=self.statistics.n_boot, seed=self.statistics.seed
+            )["auroc"]
+
+
+class ProbeGrid(Grid):
+    """The 'probe' learner: linear heads on the frozen leakage-free model's features (seconds on CPU)."""
+
+    def __init__(self, pool: Features, validation: Features, test: Features, synthetic: Features, classes, spec, statistics):
+        super().__init__(len(pool.x), len(synthetic.x), validation.y, test.y, pool.y, synthetic.y, classes, spec, statistics)
+        self.pool, self.validation, self.test, self.synthetic = pool, validation, test, synthetic
+
+    def fit_predict(self, framework, real, synthetic, seed):
+        real_part = Features(self.pool.x[real], self.pool.y[real])
+        synthetic_part = Features(self.synthetic.x[synthetic], self.synthetic.y[synthetic])
+        if framework == "R":
+            head = fit_linear_head(real_part, seed)
+        elif framework == "S":
+            head = fit_linear_head(synthetic_part, seed)
+        elif framework == "R+S":
+            mixed = Features(np.concatenate([real_part.x, synthetic_part.x]), np.concatenate([real_part.y, synthetic_part.y]))
+            head = fit_linear_head(mixed, seed)
+        else:
+            head = fit_linear_head(real_part, seed, init=fit_linear_head(synthetic_part, seed))
+        return _predict(head, self.validation.x), _predict(head, self.test.x)
+
+
+class NetworkGrid(Grid):
+    """The 'finetune' (from the leakage-free weights) and 'scratch' (random init) learners: whole DenseNets."""
+
+    def __init__(self, splits: dict[str, Collection], model, spec, statistics, device):
+        pool, synthetic = splits["pool"], splits["synthetic"]
+        super().__init__(len(pool), len(synthetic), splits["validation"].labels, splits["test"].labels,
+                         pool.labels, synthetic.labels, pool.classes, spec, statistics)
+        self.splits, self.model, self.device = splits, model, device
+        self.size = model.card.input_size
+        self.images = {name: decode_all(c, self.size) for name, c in splits.items() if name in ("validation", "test")}
+
+    def _train(self, collection: Collection, seed: int, init) -> torch.nn.Module:
+        settings = TrainSettings(size=self.size, seed=seed, epochs=self.spec.epochs)
+        return train_densenet(collection, settings, self.device, init=init, progress=False).model
+
+    def fit_predict(self, framework, real, synthetic, seed):
+        real_part = self.splits["pool"].subset(real)
+        synthetic_part = self.splits["synthetic"].subset(synthetic)
+        init = self.model.module if self.spec.mode == "finetune" else None
+        if framework == "R":
+            model = self._train(real_part, seed, init)
+        elif framework == "S":
+            model = self._train(synthetic_part, seed, init)
+        elif framework == "R+S":
+            model = self._train(real_part.concat(synthetic_part), seed, init)
+        else:
+            model = self._train(real_part, seed, self._train(synthetic_part, seed, init))
+        return tuple(predict(model, self.images[name], self.device) for name in ("validation", "test"))
+
+
+def standardised_features(pool: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """Standardise every split with the statistics of the real training pool (never of the test set)."""
+    mean, std = pool.mean(axis=0), pool.std(axis=0) + 1e-6
+    return [((x - mean) / std).astype(np.float32) for x in (pool, *others)]
+
+
+def validation_split(reference_train: Collection) -> tuple[np.ndarray, np.ndarray]:
+    """(pool, validation) indices of the reference train, patient-wise, as the reference model held out."""
+    return patient_split(reference_train, VALIDATION_FRACTION, VALIDATION_SEED)

@@ -1,0 +1,313 @@
+"""The per-release evaluation a gate session shares between its tests.
+
+Tests ask it for results and assert; they never compute. Every result is a
+cached property: computed on first use, once per session, and the expensive ones
+(features, trained models) are also cached on disk by content hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from synthgate.data import loading
+from synthgate.config.toml import ConfigError, Table
+from synthgate.data.collection import Collection
+from synthgate.evaluation.integrity import IntegrityReport, Offence, scan_release
+from synthgate.config.release import Release
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    cache_dir: Path
+    weights_dir: Path | None = None
+    device: str | None = None
+    utility_overrides: dict = field(default_factory=dict)  # UtilitySpec fields set on the command line
+
+
+
+class ReleaseEvaluation:
+    def __init__(self, release: Release, options: GateOptions):
+        self.release = release
+        self.options = options
+        self.model_plan = self._model_plan()
+
+    # ------------------------------------------------------------------ what is on disk
+
+    @cached_property
+    def integrity(self) -> IntegrityReport:
+        return scan_release(self.release)
+
+    @property
+    def class_counts(self) -> dict[str, int]:
+        return {
+            name: sum(row.labels.get(name) == "1" for row in self.release.manifest.rows)
+            for name in self.release.class_names
+        }
+
+    @cached_property
+    def synthetic(self) -> Collection:
+        """The release's images as a collection (only meaningful once integrity passed)."""
+        rows = [row for row in self.release.manifest.rows if row.path in self.integrity.facts]
+        classes = self.release.class_names
+        return Collection(
+            name=f"release {self.release.name}",
+            datasets=(f"synthetic:{self.release.name}",),
+            paths=tuple(self.release.root / row.path for row in rows),
+            digests=tuple(self.integrity.file_digests[row.path] for row in rows),
+            labels=np.array([[int(row.labels[c]) for c in classes] for row in rows], dtype=np.int64).reshape(len(rows), len(classes)),
+            classes=classes,
+            groups=tuple(f"image:{row.path}" for row in rows),
+        )
+
+    def _reference(self, which: str) -> Collection:
+        if self.release.reference is None:
+            raise ConfigError(self.release.config_file, "reference", "no [reference] data: this check needs it")
+        ref = getattr(self.release.reference, which)
+        return loading.load(ref, f"reference {which}", self.release.class_names)
+
+    @cached_property
+    def reference_train(self) -> Collection:
+        return self._reference("train")
+
+    @cached_property
+    def reference_test(self) -> Collection:
+        return self._reference("test")
+
+    @cached_property
+    def source_images(self) -> Collection | None:
+        ref = self.release.source_images
+        return None if ref is None else loading.load(ref, "generator source", self.release.class_names)
+
+    # ------------------------------------------------------------------ the evaluating model
+
+    def _model_plan(self):
+        """Parse ``[model]`` now, so that a bad model config is reported before any test runs."""
+        from synthgate.models.training import ReferenceModelSpec
+        from synthgate.models.zoo import ModelSpec, ModelSpecError
+
+        table = self.release.model
+        if not table:
+            return None
+        if "train" in table:
+            plan = ReferenceModelSpec.from_table(Table(table, self.release.config_file, "model"))
+            if plan.data == "source" and self.release.source_images is None:
+                raise ConfigError(self.release.config_file, "model.train", "'source' needs [release] source_images")
+            return plan
+        try:
+            return ModelSpec.from_config(table, self.release.root)
+        except ModelSpecError as error:
+            raise ConfigError(self.release.config_file, "model", str(error)) from None
+
+    @property
+    def missing_sections(self) -> list[str]:
+        """Sections the model-based checks need that release.toml does not have."""
+        return [name for name, value in (("[reference]", self.release.reference), ("[model]", self.model_plan)) if not value]
+
+    def _training_collection(self) -> Collection:
+        return self.reference_train if self.model_plan.data == "reference" else self.source_images
+
+    @property
+    def model_outputs(self) -> tuple[str, ...]:
+        return tuple(c.model_output for c in self.release.classes)
+
+    @cached_property
+    def model_card(self):
+        """The evaluating model's card, read without loading (or training) the model."""
+        from synthgate.models.training import ReferenceModelSpec, planned_card
+        from synthgate.models.zoo import ModelCard, card_path, xrv_card
+
+        plan = self.model_plan
+        if plan is None:
+            raise ConfigError(self.release.config_file, "model", "no [model]: name the evaluating model")
+        if isinstance(plan, ReferenceModelSpec):
+            return planned_card(self._training_collection(), self.model_outputs, plan.settings)
+        if plan.xrv is not None:
+            return xrv_card(plan.xrv, f"xrv:{plan.xrv}")
+        return ModelCard.load(card_path(plan.checkpoint))
+
+    @cached_property
+    def leakage(self) -> dict[str, list[Offence]]:
+        from synthgate.evaluation import leakage
+
+        train, test = self.reference_train, self.reference_test
+        return {
+            "model": leakage.model_saw_source(self.model_card, self.release.source_datasets),
+            "split_patients": leakage.shared_patients(train, test),
+            "split_images": leakage.shared_images(train, test, "reference train and test"),
+            "release_test_images": leakage.shared_images(test, self.synthetic, "a reference test image"),
+        }
+
+    @cached_property
+    def device(self):
+        from synthgate.models.embedding import pick_device
+
+        return pick_device(self.options.device)
+
+    @cached_property
+    def model(self):
+        """The evaluating model, loaded (or trained on first use) only after leakage was checked."""
+        from synthgate.models import zoo
+        from synthgate.models.training import ReferenceModelSpec, trained_model
+
+        plan = self.model_plan
+        if isinstance(plan, ReferenceModelSpec):
+            collection = self._training_collection()
+            return trained_model(collection, self.model_outputs, plan.settings, self.options.cache_dir, self.device)
+        if plan.xrv is not None:
+            return zoo.load_xrv_weights(plan.xrv, self.options.weights_dir or plan.weights_dir)
+        return zoo.load_checkpoint(plan.checkpoint)
+
+    @cached_property
+    def extractor(self):
+        from synthgate.models.embedding import Extractor, default_precision
+
+        return Extractor(
+            model=self.model.module,
+            model_id=self.model.model_id,
+            size=self.model.card.input_size,
+            cache_root=self.options.cache_dir,
+            device=self.device,
+            precision=default_precision(self.device),
+        )
+
+    def embeddings(self, collection: Collection):
+        """Features and scores of a collection under the evaluating model (cached by image hash)."""
+        return self.extractor(collection.paths, collection.digests)
+
+    # ------------------------------------------------------------------ experiments
+
+    @cached_property
+    def utility_spec(self):
+        return dataclasses.replace(self.release.utility, **self.options.utility_overrides)
+
+    def class_outputs(self) -> dict[str, int]:
+        """Release class -> index of the model output it maps to."""
+        outputs = list(self.model.outputs)
+        missing = [c for c in self.release.classes if c.model_output not in outputs]
+        if missing:
+            trained = ", ".join(o for o in outputs if o)
+            raise ConfigError(
+                self.release.config_file,
+                f"classes.{missing[0].name}.model_output",
+                f"{missing[0].model_output!r} is not an output of the model (outputs: {trained})",
+            )
+        return {c.name: outputs.index(c.model_output) for c in self.release.classes}
+
+    @cached_property
+    def splits(self) -> dict[str, Collection]:
+        """The collections every experiment uses: validation pool, validation, real test, synthetic."""
+        from synthgate.evaluation.experiments import validation_split
+
+        pool, validation = validation_split(self.reference_train)
+        return {
+            "pool": self.reference_train.subset(pool, "reference train (pool)"),
+            "validation": self.reference_train.subset(validation, "reference validation"),
+            "test": self.reference_test,
+            "synthetic": self.synthetic,
+        }
+
+    @cached_property
+    def pretrained(self):
+        from synthgate.evaluation.experiments import pretrained_evaluation
+
+        index = self.class_outputs()
+        scored = {name: self.embeddings(collection).scores for name, collection in self.splits.items()}
+        labels, scores = {}, {}
+        for name, k in index.items():
+            labels[name] = tuple(self.splits[s].column(name) for s in ("validation", "test", "synthetic"))
+            scores[name] = tuple(scored[s][:, k] for s in ("validation", "test", "synthetic"))
+        stats = self.release.statistics
+        return pretrained_evaluation(labels, scores, n_boot=stats.n_boot, seed=stats.seed)
+
+    @cached_property
+    def utility(self):
+        """The retraining grid, every cell tested on the real reference test set."""
+        from synthgate.evaluation.experiments import Features, ProbeGrid, standardised_features
+
+        spec = self.utility_spec
+        if spec.mode != "probe":
+            from synthgate.evaluation.experiments import NetworkGrid
+
+            return NetworkGrid(self.splits, self.model, spec, self.release.statistics, self.device).run()
+        splits = self.splits
+        features = [self.embeddings(splits[name]).features for name in ("pool", "validation", "test", "synthetic")]
+        standardised = standardised_features(*features)
+        pool, validation, test, synthetic = (
+            Features(x, splits[name].labels) for x, name in zip(standardised, ("pool", "validation", "test", "synthetic"))
+        )
+        return ProbeGrid(pool, validation, test, synthetic, self.release.class_names, spec, self.release.statistics).run()
+
+    # ------------------------------------------------------------------ realism and privacy
+
+    @cached_property
+    def realism_target(self) -> tuple[str, Collection]:
+        """What synthetic images are compared with: the generator's source images if given, else the reference."""
+        if self.source_images is not None:
+            return "generator source images", self.source_images
+        return "reference images", self.reference_train.concat(self.reference_test)
+
+    @cached_property
+    def pixels(self) -> dict[str, np.ndarray]:
+        from synthgate.evaluation.realism import load_pixels
+
+        sets = {"synthetic": self.synthetic, "target": self.realism_target[1],
+                "reference": self.reference_train.concat(self.reference_test)}
+        return {name: load_pixels(collection) for name, collection in sets.items()}
+
+    @cached_property
+    def distribution(self):
+        from synthgate.evaluation.realism import compare_distributions
+
+        target_name, target = self.realism_target
+        spec = self.release.distribution
+        return compare_distributions(
+            self.synthetic, self.embeddings(self.synthetic).features, self.pixels["synthetic"],
+            target, self.embeddings(target).features, self.pixels["target"],
+            target_name, spec.duplicate_similarity, spec.max_shift, seed=self.release.statistics.seed,
+        )
+
+    @cached_property
+    def privacy(self):
+        from synthgate.evaluation.realism import find_memorised
+
+        reference = self.reference_train.concat(self.reference_test)
+        real_sets = {"reference images": (reference, self.pixels["reference"], self.embeddings(reference).features)}
+        if self.source_images is not None:
+            real_sets["generator source images"] = (self.source_images, self.pixels["target"],
+                                                    self.embeddings(self.source_images).features)
+        spec = self.release.privacy
+        return find_memorised(self.synthetic, self.pixels["synthetic"], self.embeddings(self.synthetic).features,
+                              real_sets, spec.pixel_similarity_max,
+                              spec.max_shift, seed=self.release.statistics.seed)
+
+
+def compare_sources(evaluations: list[ReleaseEvaluation], seed: int = 0):
+    """Real images vs several releases at once: how well one classifier tells every source apart.
+
+    The multi-class form of the detectability check (real vs each generator), on the
+    features of the evaluating model all the releases must share; the real images are
+    the first release's realism target (its generator's source images, else its reference).
+    """
+    from synthgate.measures.distances import source_identifiability
+
+    models = {evaluation.model.model_id for evaluation in evaluations}
+    if len(models) != 1:
+        names = ", ".join(evaluation.release.name for evaluation in evaluations)
+        raise ConfigError(f"{names}: these releases are evaluated by different models ({', '.join(sorted(models))}); "
+                          "sources can only be compared in one model's feature space")
+    target_name, target = evaluations[0].realism_target
+    collections = {f"real: {target_name}": target, **{e.release.name: e.synthetic for e in evaluations}}
+    if len(collections) != len(evaluations) + 1:
+        raise ConfigError("a release was named twice")
+    first = evaluations[0]
+    return source_identifiability(
+        {name: first.embeddings(c).features for name, c in collections.items()},
+        {name: np.asarray([f"{name}/{g}" for g in c.groups]) for name, c in collections.items()},
+        seed=seed,
+    )
+

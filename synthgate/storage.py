@@ -1,0 +1,89 @@
+"""Where synthgate keeps what it computed, and how it writes and fingerprints files.
+
+One place for the cache location, content hashing and atomic writes, so every room
+writes the same way: a reader (another process, a later run) never sees half a file
+or half a folder, and a run killed mid-write leaves nothing that is later read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+CACHE_ENV = "SYNTHGATE_CACHE"
+_BLOCK = 1 << 20
+
+
+def default_cache_dir() -> Path:
+    """``$SYNTHGATE_CACHE``, else ``$XDG_CACHE_HOME/synthgate``, else ``~/.cache/synthgate``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "synthgate"
+
+
+def sha256_file(path: Path | str) -> str:
+    """Hex sha256 of a file's bytes, read in blocks (images, weights, configs)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def fingerprint(digests) -> str:
+    """sha256 over a set of content hashes, order-free: the identity of a set of images."""
+    return hashlib.sha256("\n".join(sorted(digests)).encode()).hexdigest()
+
+
+def atomic_write(path: Path | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a synced temporary file renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path | str, value) -> None:
+    """Atomically write ``value`` as indented UTF-8 JSON (NaN refused: JSON has none)."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    atomic_write(path, text.encode("utf-8"))
+
+
+def build_once(target: Path, build: Callable[[Path], None], stamp: str) -> Path:
+    """Build the folder ``target`` once: ``build(staging)`` fills a sibling, which is renamed into place.
+
+    A ``.complete`` file (holding ``stamp``) marks a finished build; later calls return
+    at once, and a concurrent builder that loses the race keeps the winner's identical folder.
+    """
+    if (target / ".complete").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        build(staging)
+        (staging / ".complete").write_text(stamp + "\n")
+        try:
+            os.replace(staging, target)
+        except OSError:
+            if not (target / ".complete").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
