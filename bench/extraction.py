@@ -29,7 +29,7 @@ import synthgate.models.embedding
 from synthgate.models.embedding import forward_features, run_model
 from synthgate.data.imaging import load_xrv
 from synthgate.demo.phantoms import render
-from synthgate.models.zoo import build_densenet, load_checkpoint
+from synthgate.models.loading import build_densenet, load_checkpoint
 
 
 def write_phantoms(folder: Path, count: int, size: int) -> list[Path]:

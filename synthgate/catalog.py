@@ -8,6 +8,7 @@ the cache on first use.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from synthgate.config.release import CONFIG_NAME
@@ -16,6 +17,14 @@ from synthgate.demo import world as demo
 
 class ReleaseNotFound(LookupError):
     pass
+
+
+@dataclass(frozen=True)
+class Located:
+    """A release folder, and the policy its repository uses when the run names none (demo recipes: the demo's)."""
+
+    folder: Path
+    policy: Path | None = None
 
 
 def default_search_path(rootdir: Path, extra: list[Path]) -> list[Path]:
@@ -34,11 +43,11 @@ def available(search_path: list[Path]) -> dict[str, Path | None]:
     return found
 
 
-def resolve(name_or_path: str, search_path: list[Path], cache_dir: Path) -> Path:
-    """The folder of the release to gate, building the demo world when a demo recipe is named."""
+def resolve(name_or_path: str, search_path: list[Path], cache_dir: Path) -> Located:
+    """The release to gate, building the demo world when a demo recipe is named."""
     as_path = Path(name_or_path).expanduser()
     if (as_path / CONFIG_NAME).is_file():
-        return as_path.resolve()
+        return Located(as_path.resolve())
     releases = available(search_path)
     if name_or_path not in releases:
         where = ", ".join(str(p) for p in search_path)
@@ -46,5 +55,5 @@ def resolve(name_or_path: str, search_path: list[Path], cache_dir: Path) -> Path
         raise ReleaseNotFound(f"no release named {name_or_path!r} in {where} or the demo recipes; found: {names}")
     folder = releases[name_or_path]
     if folder is not None:
-        return folder.resolve()
-    return demo.build_world(cache_dir) / "releases" / name_or_path
+        return Located(folder.resolve())
+    return Located(demo.build_world(cache_dir) / "releases" / name_or_path, demo.POLICY_FILE)

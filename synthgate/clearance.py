@@ -1,7 +1,7 @@
 """Clearance records: which bytes passed the gate, checked again before they are published.
 
 The gate writes a record only when a complete run clears the release. The record
-binds each file's sha256, the manifest's, release.toml's (the gate configuration)
+binds each file's sha256, the manifest's, release.toml's, the gate policy's
 and the synthgate version, and carries the sha256 of its own canonical JSON so an
 edited record is detected. The self-hash detects edits, not forgery (anyone can
 recompute it): sign the record where its origin matters.
@@ -16,12 +16,12 @@ from pathlib import Path
 
 from synthgate import __version__
 from synthgate.config.toml import ConfigError
-from synthgate.config.release import CONFIG_NAME, Release, content_hash, load_release, release_files
-from synthgate.storage import sha256_file
-from synthgate.storage import write_json
+from synthgate.config.release import CONFIG_NAME, Release, content_hash, load_release
+from synthgate.evaluation.integrity import hash_files
+from synthgate.storage import sha256_file, write_json
 
 RECORD_KIND = "synthgate clearance record"
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 SELF_HASH = "self_sha256"
 
 
@@ -39,7 +39,7 @@ class ReleaseHashes:
 
 def hash_release(release: Release) -> ReleaseHashes:
     """Hash the release as it is on disk now (the same content hash the integrity scan computes)."""
-    files = {relative: sha256_file(release.root / relative) for relative in release_files(release)}
+    files = hash_files(release)
     return ReleaseHashes(files, sha256_file(release.manifest.file), sha256_file(release.config_file),
                          content_hash(release.manifest.file, files))
 
@@ -53,7 +53,7 @@ def self_hash(record: dict) -> str:
     return hashlib.sha256(canonical({k: v for k, v in record.items() if k != SELF_HASH})).hexdigest()
 
 
-def make_record(summary: dict, release: Release, hashes: ReleaseHashes) -> dict:
+def make_record(summary: dict, release: Release, policy, hashes: ReleaseHashes) -> dict:
     record = {
         "record": RECORD_KIND,
         "record_version": RECORD_VERSION,
@@ -67,10 +67,12 @@ def make_record(summary: dict, release: Release, hashes: ReleaseHashes) -> dict:
             "manifest": {"path": release.manifest.file.relative_to(release.root).as_posix(), "sha256": hashes.manifest},
             "files": hashes.files,
         },
+        "policy": {"file": summary["policy"]["file"], "sha256": policy.sha256, "builtin": policy.builtin},
         "gate": {
-            "utility_overrides": summary["release"]["utility_overrides"],
+            "required": summary["required"],
             "criteria": [
-                {key: c.get(key) for key in ("id", "outcome", "value", "ci_low", "ci_high", "minimum", "judged_on")}
+                {key: c.get(key) for key in ("key", "outcome", "value", "ci_low", "ci_high", "minimum", "maximum",
+                                             "judged_on", "source")}
                 for c in summary["criteria"]
             ],
         },
@@ -79,7 +81,7 @@ def make_record(summary: dict, release: Release, hashes: ReleaseHashes) -> dict:
     return record
 
 
-def record_clearance(summary: dict, release: Release, path: Path) -> None:
+def record_clearance(summary: dict, release: Release, policy, path: Path) -> None:
     """Write the record if the summary's verdict is cleared; note in ``summary["clearance"]`` what was done and why.
 
     The release is hashed again here: if its files changed while the gate ran, what
@@ -95,7 +97,7 @@ def record_clearance(summary: dict, release: Release, path: Path) -> None:
         summary["verdict"], summary["verdict_reasons"] = "incomplete", [reason]
         summary["clearance"] = {"written": False, "reason": reason}
         return
-    record = make_record(summary, release, hashes)
+    record = make_record(summary, release, policy, hashes)
     write_json(path, record)
     summary["clearance"] = {"written": True, "path": str(path), SELF_HASH: record[SELF_HASH]}
     summary["artifacts"]["clearance"] = str(path)
@@ -115,12 +117,14 @@ def read_record(path: Path) -> dict:
     return record
 
 
-def differences(record: dict, root: Path) -> list[str]:
-    """What differs between the record and the release folder ``root`` now; empty when they match."""
+def differences(record: dict, root: Path, policy_file: Path) -> list[str]:
+    """What differs between the record and the release folder ``root`` (and the gate policy) now; empty when they match."""
     if record.get(SELF_HASH) != self_hash(record):
         return ["record was edited: its self-hash does not match its content"]
     recorded = record["release"]
     problems = []
+    if sha256_file(policy_file) != record["policy"]["sha256"]:
+        problems.append(f"gate policy {policy_file.name}: changed since clearance (or another policy applies now)")
     if sha256_file(root / CONFIG_NAME) != recorded["config_sha256"]:
         problems.append(f"{CONFIG_NAME}: changed (the gate configuration it was cleared under)")
     try:

@@ -15,11 +15,10 @@ import traceback
 from pathlib import Path
 
 from synthgate import __version__
+from synthgate.recorder import GATE_INCOMPLETE
 
-GATE_INCOMPLETE = 6
 VERIFY_OK, VERIFY_MISMATCH, VERIFY_USAGE = 0, 1, 2
 USAGE, INTERNAL = 4, 3
-CHECKS_DIR = Path(__file__).resolve().parent.parent / "quality_checks"
 
 GATE_CODES = """\
   0 cleared, 1 blocked (a criterion failed), 2 interrupted, 3 internal error,
@@ -61,7 +60,7 @@ def _cache_dir(value: str | None) -> Path:
     return Path(value) if value else default_cache_dir()
 
 
-def _release_folder(name: str, releases_dir: str | None, cache: str | None) -> Path:
+def _locate(name: str, releases_dir: str | None, cache: str | None):
     from synthgate.catalog import ReleaseNotFound, default_search_path, resolve
 
     extra = [Path(releases_dir)] if releases_dir else []
@@ -71,6 +70,10 @@ def _release_folder(name: str, releases_dir: str | None, cache: str | None) -> P
         raise UsageProblem(str(error)) from None
 
 
+def _release_folder(name: str, releases_dir: str | None, cache: str | None) -> Path:
+    return _locate(name, releases_dir, cache).folder
+
+
 # --------------------------------------------------------------------------- gate
 
 
@@ -78,22 +81,25 @@ def cmd_gate(args: argparse.Namespace, pytest_args: list[str]) -> int:
     import pytest
 
     stem = Path(args.reports) / Path(args.release).name
+    summary_file = Path(f"{stem}.json")
+    summary_file.unlink(missing_ok=True)  # never read an earlier run's verdict
     command = [
-        str(args.checks), f"--release={args.release}",
+        "--pyargs", "synthgate.checks", f"--rootdir={Path.cwd()}", "-p", "no:cacheprovider", f"--release={args.release}",
         f"--html={stem}.html", "--self-contained-html", f"--junitxml={stem}.xml", f"--gate-summary={stem}.json",
         *([f"--clearance={args.clearance}"] if args.clearance else []),
         *([f"--releases-dir={args.releases_dir}"] if args.releases_dir else []),
         *([f"--synthgate-cache={args.cache}"] if args.cache else []),
+        *([f"--policy={args.policy}"] if args.policy else []),
         *pytest_args,
     ]
     code = int(pytest.main(command))
-    summary_file = Path(f"{stem}.json")
-    if code == 0 and summary_file.exists():
-        summary = json.loads(summary_file.read_text(encoding="utf-8"))
-        if summary["verdict"] != "cleared":
-            print(f"synthgate: verdict {summary['verdict']}: {'; '.join(summary['verdict_reasons'])}", file=sys.stderr)
-            return GATE_INCOMPLETE
-    return code
+    if not summary_file.exists():
+        return code  # a usage error or an internal error: pytest's own code
+    summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    if summary["verdict"] == "cleared":
+        return code  # 0, unless a test outside the gate failed
+    print(f"synthgate: verdict {summary['verdict']}: {'; '.join(summary['verdict_reasons'])}", file=sys.stderr)
+    return 1 if summary["verdict"] == "blocked" else GATE_INCOMPLETE
 
 
 # --------------------------------------------------------------------------- verify
@@ -104,7 +110,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from synthgate.config.toml import ConfigError
     from synthgate.config.release import CLEARANCE_NAME
 
-    root = _release_folder(args.release, args.releases_dir, args.cache)
+    from synthgate.gate.policy import find_policy
+
+    located = _locate(args.release, args.releases_dir, args.cache)
+    root = located.folder
     if args.record:
         record_file = Path(args.record)
     elif (root / CLEARANCE_NAME).is_file():
@@ -113,7 +122,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         record_file = Path(args.reports) / f"{Path(args.release).name}.clearance.json"
     try:
         record = read_record(record_file)
-        problems = differences(record, root)
+        problems = differences(record, root, find_policy(args.policy, Path.cwd(), located.policy))
     except (RecordError, ConfigError) as error:
         raise UsageProblem(str(error)) from None
     if problems:
@@ -153,7 +162,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     import numpy as np
 
     from synthgate.config.release import load_release
-    from synthgate.reporting.report import plain
+    from synthgate.reporting.gather import plain
     from synthgate.evaluation.release_evaluation import GateOptions, ReleaseEvaluation, compare_sources
 
     options = GateOptions(cache_dir=_cache_dir(args.cache), device=args.device)
@@ -206,7 +215,8 @@ def cmd_train_reference(args: argparse.Namespace) -> int:
 
     from synthgate.models.embedding import pick_device
     from synthgate.models.training import trained_model
-    from synthgate.models.zoo import card_path, save_checkpoint
+    from synthgate.models.card import card_path
+    from synthgate.models.loading import save_checkpoint
 
     collection, outputs, defaults = _training_data(args)
     chosen = {key: getattr(args, key) for key in ("size", "epochs", "seed", "patience") if getattr(args, key) is not None}
@@ -253,7 +263,7 @@ def build_parser() -> Parser:
         return parser.subcommands[name]
 
     gate = add("gate", "run the quality gate on a release", """\
-Run `pytest quality_checks --release=RELEASE`, writing the HTML report, JUnit XML
+Run the gate's checks (`pytest --pyargs synthgate.checks --release=RELEASE`), writing the HTML report, JUnit XML
 and JSON summary to REPORTS/NAME.html, .xml and .json (tables and scores beside
 them) and, when the release is cleared, its clearance record to
 REPORTS/NAME.clearance.json. Other options go to pytest: `-n 2` (pytest-xdist),
@@ -262,7 +272,7 @@ or `-m integrity` (a partial run, which is never cleared).""", GATE_CODES,
     gate.add_argument("release", metavar="RELEASE", help="release name or folder with release.toml")
     gate.add_argument("--reports", metavar="DIR", default="reports", help="where the report files go (default: reports)")
     gate.add_argument("--clearance", metavar="PATH", help="where to write the clearance record (default: REPORTS/NAME.clearance.json)")
-    gate.add_argument("--checks", metavar="DIR", type=Path, default=CHECKS_DIR, help="the gate's checks (default: quality_checks/ of this checkout)")
+    gate.add_argument("--policy", metavar="PATH", help="the gate policy (default: ./gate-policy.toml, else built in)")
     add_lookup(gate)
 
     verify = add("verify", "check that a release still matches its clearance record", """\
@@ -274,6 +284,7 @@ release.toml, and a record that was edited after it was written.""", VERIFY_CODE
     verify.add_argument("--record", metavar="PATH", help="the clearance record (default: RELEASE/clearance.json if present, "
                                                          "else REPORTS/NAME.clearance.json)")
     verify.add_argument("--reports", metavar="DIR", default="reports", help="where `synthgate gate` wrote its files (default: reports)")
+    verify.add_argument("--policy", metavar="PATH", help="the gate policy it was cleared under (default: as `synthgate gate`)")
     add_lookup(verify)
 
     demo = add("demo", "build the demo world and list its releases", """\
@@ -323,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
            "compare": lambda: cmd_compare(args), "train-reference": lambda: cmd_train_reference(args)}[args.command]
     usage_code = VERIFY_USAGE if args.command == "verify" else USAGE
     from synthgate.config.toml import ConfigError
-    from synthgate.models.zoo import ModelLoadError
+    from synthgate.models.errors import ModelLoadError
 
     try:
         return run()

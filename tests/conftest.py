@@ -46,19 +46,19 @@ class GateRun:
     summary: dict | None
 
     def failed_checks(self) -> set[str]:
-        """Names of failed criteria, without module or parameters (test_x[a] -> test_x)."""
+        """Names of the failed criteria (the registry's names, without the class)."""
         criteria = self.summary["criteria"] if self.summary else []
-        return {c["id"].split("::")[-1].split("[")[0] for c in criteria if c["outcome"] in ("failed", "error")}
+        return {c["name"] for c in criteria if c["outcome"] in ("failed", "error")}
 
 
 @pytest.fixture(scope="session")
 def run_gate(gate_cache, tmp_path_factory):
     """Run ``pytest quality_checks`` in a subprocess, as CI would, and read its JSON summary."""
 
-    def run(release: str, *args: str) -> GateRun:
+    def run(release: str, *args: str, checks: str = "quality_checks") -> GateRun:
         out = tmp_path_factory.mktemp("gate")
         summary_file = out / "summary.json"
-        command = [sys.executable, "-m", "pytest", "quality_checks", f"--release={release}",
+        command = [sys.executable, "-m", "pytest", checks, f"--release={release}",
                    f"--gate-summary={summary_file}", "-q", "-p", "no:cacheprovider", *args]
         env = {**os.environ, "SYNTHGATE_CACHE": str(gate_cache)}
         done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
@@ -78,3 +78,19 @@ def write_handmade_release(root: Path, n: int = 12, seed: int = 1) -> Path:
     write_collection(root, items, with_patients=False)
     (root / "release.toml").write_text(HANDMADE_TOML)
     return root
+
+
+HANDMADE_POLICY = """\
+[policy]
+name = "tests: a handmade release's policy"
+min_positives = 3
+min_negatives = 3
+
+[criteria."*"]
+synthetic_minus_real_auroc = { min = -0.05, judge = "ci_high" }
+"""
+
+
+def write_policy(path: Path, text: str = HANDMADE_POLICY) -> Path:
+    path.write_text(text)
+    return path

@@ -8,22 +8,21 @@ findings that the integrity checks report, not reasons to refuse to start.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from synthgate.storage import sha256_file
+from synthgate.config.manifest import Manifest, read_manifest
+from synthgate.config.settings import DistributionSpec, IntegritySpec, PrivacySpec, StatisticsSpec, UtilitySpec
 from synthgate.config.toml import ConfigError, Table, read_toml
+from synthgate.storage import sha256_file
 
 CONFIG_NAME = "release.toml"
 CLEARANCE_NAME = "clearance.json"
+POLICY_SECTIONS = ("integrity", "utility", "statistics", "distribution", "privacy")
 IMAGE_MODES = {"L": 8, "I;16": 16, "RGB": 8}
-MANIFEST_PATH_COLUMN = "path"
-MANIFEST_INFO_COLUMNS = ("patient_id", "prompt", "seed")
 
 
 @dataclass(frozen=True)
@@ -70,103 +69,6 @@ class ReferenceSpec:
 
 
 @dataclass(frozen=True)
-class IntegritySpec:
-    """Tolerances of the integrity checks."""
-
-    blank_std: float = 2.0
-    near_duplicate_bits: int = 4
-
-
-# Gate criteria a release may declare per class: name -> (family, what is compared with the threshold).
-CRITERIA = {
-    "pretrained_auroc": ("fidelity", "AUROC of the pretrained model on the synthetic images"),
-    "pretrained_accuracy": ("fidelity", "accuracy of the pretrained model on the synthetic images"),
-    "pretrained_precision": ("fidelity", "precision of the pretrained model on the synthetic images"),
-    "pretrained_recall": ("fidelity", "recall of the pretrained model on the synthetic images"),
-    "synthetic_minus_real_auroc": ("fidelity", "pretrained AUROC on synthetic minus on real test images"),
-    "train_on_synthetic_auroc": ("utility", "real-test AUROC of a model trained on synthetic images only"),
-    "mix_minus_real_auroc": ("utility", "real-test AUROC of real+synthetic minus real only (worst ratio, full size)"),
-    "pretrain_minus_real_auroc": ("utility", "real-test AUROC of synthetic pre-training + real fine-tuning minus real only"),
-}
-JUDGE_ON = ("point", "ci_low", "ci_high")
-UTILITY_MODES = ("probe", "finetune", "scratch")
-
-
-@dataclass(frozen=True)
-class Criterion:
-    """A threshold on one measured quantity for one class: ``value >= minimum``.
-
-    ``judge`` says which number must clear it: the point estimate, the lower CI
-    bound (strict: confidently above) or the upper CI bound (lenient: not
-    confidently below).
-    """
-
-    name: str
-    class_name: str
-    minimum: float
-    judge: str
-
-    @property
-    def family(self) -> str:
-        return CRITERIA[self.name][0]
-
-
-@dataclass(frozen=True)
-class UtilitySpec:
-    """The retraining grid: learner mode, synthetic:real ratios, real-data sizes, seeds."""
-
-    mode: str = "probe"
-    ratios: tuple[float, ...] = (1.0, 2.0, 3.0)
-    sizes: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
-    seeds: tuple[int, ...] = (0, 1, 2)
-    epochs: int = 10  # finetune / scratch modes only
-
-
-@dataclass(frozen=True)
-class DistributionSpec:
-    """Thresholds of the distribution checks, each relative to a real-vs-real baseline where it can be."""
-
-    frechet_ratio_max: float = 4.0  # FD(synthetic, real) / FD(real half, real half)
-    detectability_auroc_max: float = 0.75  # classifier two-sample test; 0.5 = indistinguishable
-    duplicate_fraction_max: float = 0.05  # synthetic images with a near-duplicate among the synthetic ones
-    duplicate_similarity: float = 0.95  # pixel similarity that makes two images near-duplicates
-    max_shift: int = 4  # pixels (at 64 px) a near-duplicate may be moved by
-
-
-@dataclass(frozen=True)
-class PrivacySpec:
-    pixel_similarity_max: float = 0.95  # a synthetic image more similar than this to a real one is a copy
-    max_shift: int = 4
-
-
-@dataclass(frozen=True)
-class StatisticsSpec:
-    n_boot: int = 1000
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class ManifestRow:
-    line: int
-    path: str
-    labels: dict[str, str]
-    patient_id: str | None
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """The manifest as written: every row and column kept, valid or not."""
-
-    file: Path
-    columns: tuple[str, ...]
-    rows: tuple[ManifestRow, ...]
-
-    @property
-    def label_columns(self) -> tuple[str, ...]:
-        return tuple(c for c in self.columns if c != MANIFEST_PATH_COLUMN and c not in MANIFEST_INFO_COLUMNS)
-
-
-@dataclass(frozen=True)
 class Release:
     name: str
     root: Path
@@ -178,14 +80,14 @@ class Release:
     classes: tuple[ClassSpec, ...]
     reference: ReferenceSpec | None
     model: dict
-    integrity: IntegritySpec
-    criteria: tuple[Criterion, ...]
-    utility: UtilitySpec
-    statistics: StatisticsSpec
-    distribution: DistributionSpec
-    privacy: PrivacySpec
     manifest: Manifest
-    raw_config: dict = field(repr=False, compare=False)
+    criteria: dict = field(default_factory=dict)  # thresholds stricter than the policy's, judged by synthgate.gate.policy
+    # How the checks measure: the gate policy's settings, set by synthgate.gate.policy.apply.
+    integrity: IntegritySpec = IntegritySpec()
+    utility: UtilitySpec = UtilitySpec()
+    statistics: StatisticsSpec = StatisticsSpec()
+    distribution: DistributionSpec = DistributionSpec()
+    privacy: PrivacySpec = PrivacySpec()
 
     @property
     def config_file(self) -> Path:
@@ -235,12 +137,11 @@ def load_release(root: Path | str) -> Release:
     classes = _classes(top.table("classes"))
     reference = _reference(top.table("reference", None), root)
     model = top.get("model", dict, {})
-    integrity = _integrity(top.table("integrity", {}))
-    criteria = _criteria(top.table("criteria", {}), {c.name for c in classes})
-    utility = _utility(top.table("utility", {}))
-    statistics = _statistics(top.table("statistics", {}))
-    distribution = _simple_spec(DistributionSpec, top.table("distribution", {}))
-    privacy = _simple_spec(PrivacySpec, top.table("privacy", {}))
+    criteria = top.get("criteria", dict, {})
+    for section in POLICY_SECTIONS:
+        if section in raw:
+            raise top.error(section, "how the gate measures is set by the gate policy, not by the release "
+                                     "(a release may only make thresholds stricter, under [criteria])")
     top.finish()
 
     return Release(
@@ -254,14 +155,8 @@ def load_release(root: Path | str) -> Release:
         classes=classes,
         reference=reference,
         model=model,
-        integrity=integrity,
-        criteria=criteria,
-        utility=utility,
-        statistics=statistics,
-        distribution=distribution,
-        privacy=privacy,
         manifest=read_manifest(manifest_file),
-        raw_config=raw,
+        criteria=criteria,
     )
 
 
@@ -310,104 +205,6 @@ def _reference(table: Table | None, base: Path) -> ReferenceSpec | None:
     return reference
 
 
-def _integrity(table: Table) -> IntegritySpec:
-    spec = IntegritySpec(
-        blank_std=table.get("blank_std", float, IntegritySpec.blank_std),
-        near_duplicate_bits=table.get("near_duplicate_bits", int, IntegritySpec.near_duplicate_bits),
-    )
-    table.finish()
-    return spec
-
-
-def _criteria(table: Table, class_names: set[str]) -> tuple[Criterion, ...]:
-    """``[criteria."soft tissue mass"] pretrained_auroc = 0.8`` or ``= { min = 0.8, judge = "ci_low" }``."""
-    default_judge = table.get("judge", str, "point", choices=JUDGE_ON)
-    criteria = []
-    for class_name in [key for key in table.data if key != "judge"]:
-        if class_name not in class_names:
-            raise table.error(class_name, f"not a declared class ({', '.join(sorted(class_names))})")
-        per_class = table.table(class_name)
-        for name in list(per_class.data):
-            if name not in CRITERIA:
-                per_class.finish_with(CRITERIA)
-            value = per_class.get(name, (float, dict))
-            if isinstance(value, dict):
-                spec = per_class.table(name)
-                minimum, judge = spec.get("min", float), spec.get("judge", str, default_judge, choices=JUDGE_ON)
-                spec.finish()
-            else:
-                minimum, judge = value, default_judge
-            criteria.append(Criterion(name, class_name, minimum, judge))
-    table.finish()
-    return tuple(criteria)
-
-
-def _utility(table: Table) -> UtilitySpec:
-    defaults = UtilitySpec()
-    spec = UtilitySpec(
-        mode=table.get("mode", str, defaults.mode, choices=UTILITY_MODES),
-        ratios=tuple(float(v) for v in table.get_list("ratios", (int, float), list(defaults.ratios))),
-        sizes=tuple(float(v) for v in table.get_list("sizes", (int, float), list(defaults.sizes))),
-        seeds=tuple(table.get_list("seeds", int, list(defaults.seeds))),
-        epochs=table.get("epochs", int, defaults.epochs),
-    )
-    if not spec.seeds:
-        raise table.error("seeds", "give at least one seed")
-    if any(not 0 < size <= 1 for size in spec.sizes) or not spec.sizes:
-        raise table.error("sizes", f"fractions of the real training set in (0, 1], got {list(spec.sizes)}")
-    if any(ratio <= 0 for ratio in spec.ratios):
-        raise table.error("ratios", f"synthetic:real ratios must be positive, got {list(spec.ratios)}")
-    table.finish()
-    return spec
-
-
-def _simple_spec(kind, table: Table):
-    """A spec dataclass of numbers, each key optional with the dataclass default."""
-    values = {f.name: table.get(f.name, float if f.type == "float" else int, f.default) for f in fields(kind)}
-    for key, value in values.items():
-        if value < 0:
-            raise table.error(key, f"must be >= 0, got {value}")
-    table.finish()
-    return kind(**values)
-
-
-def _statistics(table: Table) -> StatisticsSpec:
-    spec = StatisticsSpec(n_boot=table.get("n_boot", int, 1000), seed=table.get("seed", int, 0))
-    if spec.n_boot < 100:
-        raise table.error("n_boot", "use at least 100 bootstrap replicates")
-    table.finish()
-    return spec
-
-
-def read_manifest(path: Path) -> Manifest:
-    """Parse a manifest CSV; a missing file, no header or no ``path`` column is a ConfigError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(path, "", "manifest file not found") from None
-    except UnicodeDecodeError as error:
-        raise ConfigError(path, "", f"manifest is not UTF-8 text ({error.reason} at byte {error.start})") from None
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if not header:
-        raise ConfigError(path, "", "manifest is empty: it needs a header row with a 'path' column")
-    header = [column.strip() for column in header]
-    if MANIFEST_PATH_COLUMN not in header:
-        raise ConfigError(path, "", f"manifest header has no 'path' column (found {header})")
-    if len(set(header)) != len(header):
-        raise ConfigError(path, "", f"manifest header repeats a column: {header}")
-    rows = []
-    for line, values in enumerate(reader, start=2):
-        if not values:
-            continue
-        if len(values) != len(header):
-            raise ConfigError(path, f"line {line}", f"has {len(values)} fields, the header has {len(header)}")
-        record = dict(zip(header, (v.strip() for v in values)))
-        labels = {k: v for k, v in record.items() if k != MANIFEST_PATH_COLUMN and k not in MANIFEST_INFO_COLUMNS}
-        rows.append(ManifestRow(line, record[MANIFEST_PATH_COLUMN], labels, record.get("patient_id") or None))
-    return Manifest(file=path, columns=tuple(header), rows=tuple(rows))
-
-
 def resolve_member(root: Path, relative: str) -> tuple[Path | None, str | None]:
     """Resolve a manifest path inside ``root``: (path, None) or (None, why it is refused)."""
     if not relative:
@@ -423,11 +220,16 @@ def resolve_member(root: Path, relative: str) -> tuple[Path | None, str | None]:
 
 
 def release_files(release: Release) -> list[str]:
-    """Every file in the release folder other than its config, manifest and clearance record."""
+    """Every file in the release folder other than its config, manifest and clearance record.
+
+    Nothing is opened or followed here: special files (FIFOs, devices, sockets), symlink loops and
+    symlinks to folders are listed as entries too, for the integrity scan to report.
+    """
     skip = {release.config_file, release.manifest.file, release.root / CLEARANCE_NAME}
     found = []
-    for directory, _, names in os.walk(release.root):
-        for name in names:
+    for directory, folders, names in os.walk(release.root):  # never follows symlinked folders
+        linked = [folder for folder in folders if os.path.islink(os.path.join(directory, folder))]
+        for name in names + linked:
             path = Path(directory) / name
             if path not in skip:
                 found.append(path.relative_to(release.root).as_posix())

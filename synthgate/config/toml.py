@@ -7,6 +7,7 @@ Release configs are written by hand; a misspelled key must be reported as such
 from __future__ import annotations
 
 import difflib
+import math
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,27 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(path, "", "file not found") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(path, "", f"not valid TOML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(path, "", f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except IsADirectoryError:
+        raise ConfigError(path, "", "is a folder, not a file") from None
+    except OSError as error:
+        raise ConfigError(path, "", f"cannot be read ({error.strerror})") from None
+
+
+def _refuse_non_finite(value: Any, error, where: str = "") -> None:
+    """NaN and infinity (which TOML accepts) mean nothing as a threshold or setting: refuse them anywhere.
+
+    ``error(subkey, problem)`` builds the ConfigError; ``subkey`` names the place inside ``value``.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise error(where, f"must be a finite number, got {value!r}")
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_non_finite(item, error, f"{where}[{index}]")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_non_finite(item, error, f"{where}.{key}" if where else key)
 
 
 class Table:
@@ -69,6 +91,8 @@ class Table:
             raise self.error(key, f"expected {names}, got {value!r}")
         if choices is not None and value not in choices:
             raise self.error(key, f"{value!r} is not one of {sorted(choices)}")
+        _refuse_non_finite(value, lambda sub, problem: self.error(f"{key}.{sub}" if sub and sub[0] != "[" else key + sub,
+                                                                   problem))
         return value
 
     def get_list(self, key: str, item_kind: type | tuple[type, ...], default: Any = ...) -> list:

@@ -3,6 +3,12 @@
 Every image is decoded to a float array in torchxrayvision's range [-1024, 1024]
 from its true bit depth: 16-bit files are rescaled from 65535, never clipped
 (Pillow's ``convert("L")`` clips them), and RGB files must be grey (equal channels).
+
+Decoding untrusted files is guarded: only the formats in ``IMAGE_FORMATS`` are
+tried (never plugins that shell out or guess from weak signatures), the size is
+read from the header (Pillow opens lazily) and checked against ``max_pixels``
+before a single pixel is decoded, and Pillow's own decompression-bomb guard is an
+``ImageTooLarge`` like ours. Any failure is an ``ImageDecodeError`` with the reason.
 """
 
 from __future__ import annotations
@@ -13,8 +19,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 XRV_RANGE = 1024.0
-# Keys Pillow puts in ``Image.info`` for embedded text or metadata blocks that may carry patient data.
-METADATA_KEYS = ("exif", "comment", "xmp", "XML:com.adobe.xmp", "icc_profile", "dicom")
+IMAGE_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "GIF", "WEBP", "PPM", "JPEG2000")
+COLOUR_MODES = {"RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
 
 
 class ImageDecodeError(ValueError):
@@ -25,6 +31,17 @@ class ImageDecodeError(ValueError):
         super().__init__(f"{source}: {reason}")
 
 
+class ImageTooLarge(ImageDecodeError):
+    """An image whose header claims more pixels than allowed; nothing was decoded.
+
+    ``width``/``height`` are None when Pillow's bomb guard refused it before its size was known.
+    """
+
+    def __init__(self, source, reason: str, width: int | None = None, height: int | None = None):
+        self.width, self.height = width, height
+        super().__init__(source, reason)
+
+
 @dataclass(frozen=True)
 class ImageFacts:
     """What inspection learned about one image file."""
@@ -33,9 +50,16 @@ class ImageFacts:
     height: int
     mode: str
     bit_depth: int
-    std: float
+    std: float  # of the grey values, in units of the image's own depth (0..max_value)
     dhash: int
     metadata: tuple[str, ...]
+    max_value: float = 255.0
+    colour: bool = False  # colour channels that differ (a chest X-ray must be grey)
+
+    @property
+    def std_8bit(self) -> float:
+        """The pixel std in 8-bit grey levels, whatever the bit depth (16-bit std / 257)."""
+        return self.std * 255.0 / self.max_value
 
 
 def bit_depth_of(image: Image.Image) -> int:
@@ -48,17 +72,45 @@ def bit_depth_of(image: Image.Image) -> int:
     return 8
 
 
-def open_image(path) -> Image.Image:
-    """Open and fully decode an image, raising ImageDecodeError naming the file and the reason."""
+def open_image(path, max_pixels: int | None = None) -> Image.Image:
+    """Open and fully decode an image, raising ImageDecodeError naming the file and the reason.
+
+    With ``max_pixels``, an image whose header claims more pixels raises ImageTooLarge before decoding.
+    """
     try:
-        image = Image.open(path)
-        image.load()  # decodes every byte: truncated or corrupt data fails here, not later
-        return image
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        reason = str(error) or type(error).__name__
-        if isinstance(error, UnidentifiedImageError):
-            reason = "not a recognised image format (corrupt or not an image)"
+        image = Image.open(path, formats=IMAGE_FORMATS)  # lazy: reads the header only
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageTooLarge(path, f"refused by Pillow's decompression-bomb guard ({error})") from None
+    except UnidentifiedImageError:
+        reason = f"not a recognised image format ({', '.join(IMAGE_FORMATS)}): corrupt or not an image"
         raise ImageDecodeError(path, reason) from None
+    except Exception as error:  # untrusted bytes: any failure of a plugin is a finding, not a crash
+        raise ImageDecodeError(path, _reason(error)) from None
+    width, height = image.size
+    if max_pixels is not None and width * height > max_pixels:
+        image.close()
+        raise ImageTooLarge(path, f"{width}x{height} is over the limit of {max_pixels} pixels: not decoded", width, height)
+    try:
+        image.load()  # decodes every byte: truncated or corrupt data fails here, not later
+    except Exception as error:
+        image.close()
+        raise ImageDecodeError(path, _reason(error)) from None
+    return image
+
+
+def _reason(error: Exception) -> str:
+    return str(error) or type(error).__name__
+
+
+def has_colour(image: Image.Image) -> bool:
+    """Whether a colour-mode image has colour, i.e. its red, green and blue channels differ somewhere."""
+    if image.mode not in COLOUR_MODES:
+        return False
+    try:
+        rgb = np.asarray(image.convert("RGB"))
+    except ValueError:  # a colour space Pillow cannot convert: colour by definition
+        return True
+    return not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]))
 
 
 def to_grey_array(image: Image.Image) -> tuple[np.ndarray, float]:
@@ -88,14 +140,12 @@ def difference_hash(grey: np.ndarray, size: int = 8) -> int:
     return int("".join("1" if b else "0" for b in bits), 2)
 
 
-def inspect(image: Image.Image) -> ImageFacts:
-    """Facts for the integrity checks (size, mode, depth, contrast, hash, embedded metadata)."""
+def inspect(image: Image.Image, metadata: tuple[str, ...] = ()) -> ImageFacts:
+    """Facts for the integrity checks (size, mode, depth, contrast, colour, hash); ``metadata`` as found by the caller."""
     try:
-        grey, _ = to_grey_array(image)
-    except ValueError:
-        grey = np.asarray(image.convert("L"))
-    metadata = [key for key in METADATA_KEYS if image.info.get(key)]
-    metadata += [f"text:{key}" for key in getattr(image, "text", {}) or {}]
+        grey, max_value = to_grey_array(image)
+    except ValueError:  # colour, palette, 1-bit, 32-bit...: judged on 8-bit luminance
+        grey, max_value = np.asarray(image.convert("L")), 255.0
     return ImageFacts(
         width=image.width,
         height=image.height,
@@ -104,6 +154,8 @@ def inspect(image: Image.Image) -> ImageFacts:
         std=float(grey.std()),
         dhash=difference_hash(grey),
         metadata=tuple(metadata),
+        max_value=max_value,
+        colour=has_colour(image),
     )
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from synthgate.config.release import DataRef, read_manifest, resolve_member
+from synthgate.config.manifest import read_manifest
+from synthgate.config.release import DataRef, resolve_member
 from synthgate.config.toml import ConfigError
 from synthgate.data import formats
 from synthgate.data.collection import Collection

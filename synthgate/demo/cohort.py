@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image
 
 from synthgate.config.toml import Table
-from synthgate.demo import phantoms
+from synthgate.demo import phantoms, sites
+
 
 @dataclass
 class Item:
@@ -26,7 +27,7 @@ class Item:
     labels: dict[str, int]
     patient_id: str
     seed: int
-    spec: phantoms.PhantomSpec | None = None
+    spec: sites.PhantomSpec | None = None
     site: str = "site-a"
 
     def rerender(self, findings: frozenset[str]) -> None:
@@ -38,8 +39,8 @@ class Item:
 
 
 def cohort_items(section: Table, size: int, seed: int, prefix: str) -> tuple[str, list[Item]]:
-    site = section.get("site", str, choices=phantoms.SITES)
-    specs = phantoms.sample_cohort(
+    site = section.get("site", str, choices=sites.SITES)
+    specs = sites.sample_cohort(
         site,
         n_patients=section.get("patients", int),
         images_per_patient=tuple(section.get_list("images_per_patient", int)),
@@ -50,7 +51,7 @@ def cohort_items(section: Table, size: int, seed: int, prefix: str) -> tuple[str
         Item(
             path=f"images/{spec.patient_id}-{index:05d}.png",
             pixels=phantoms.render_spec(spec, site=site, size=size),
-            labels={name: int(name in spec.findings) for name in phantoms.FINDINGS},
+            labels={name: int(name in spec.findings) for name in sites.FINDINGS},
             patient_id=spec.patient_id,
             seed=spec.image_seed,
             spec=spec,

@@ -17,7 +17,6 @@ from PIL import Image, PngImagePlugin
 from synthgate.demo.cohort import Item
 
 
-
 def _pick(items: list[Item], rng: np.random.Generator, count: int = 1) -> list[Item]:
     return [items[i] for i in rng.choice(len(items), size=count, replace=False)]
 

@@ -24,6 +24,7 @@ from synthgate.storage import build_once
 DEMO_DIR = Path(__file__).resolve().parent
 WORLD_FILE = DEMO_DIR / "world.toml"
 RECIPES_DIR = DEMO_DIR / "recipes"
+POLICY_FILE = DEMO_DIR / "policy.toml"  # the demo team's gate policy
 
 # --------------------------------------------------------------------------- building
 
@@ -56,8 +57,8 @@ def _fingerprint() -> str:
     digest = hashlib.sha256()
     for path in [WORLD_FILE, *recipe_files().values()]:
         digest.update(path.name.encode() + path.read_bytes())
-    for module in ("phantoms.py", "cohort.py", "defects.py", "world.py"):
-        digest.update((DEMO_DIR / module).read_bytes())
+    for module in sorted(DEMO_DIR.glob("*.py")):
+        digest.update(module.read_bytes())
     return digest.hexdigest()[:16]
 
 

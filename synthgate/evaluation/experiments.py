@@ -8,7 +8,13 @@ Retraining (apply-synthetic-medMNIST's protocol), always tested on the real
 reference test set: R (real only), S (synthetic only), R+S at several ratios of
 synthetic to real, S->R (pre-train on synthetic, fine-tune on real), each at
 several sizes of the real training set and several seeds. Decision thresholds are
-chosen on a patient-wise validation split of the reference train, never on test.
+chosen on a patient-wise validation split of the reference train, never on test,
+and never on images the evaluating model trained on (``validation_split``).
+
+Every interval resamples test patients where patient ids are known (images
+otherwise), and the retraining intervals also draw a training seed per replicate
+(``metrics.seed_bootstrap_auroc``), so they carry the seed-to-seed variation of
+training as well as the sampling error of the test set.
 """
 
 from __future__ import annotations
@@ -19,21 +25,25 @@ import numpy as np
 import torch
 
 from synthgate.data.collection import Collection
+from synthgate.measures.bootstrap import UNKNOWN_PATIENT
 from synthgate.measures.metrics import (
     Estimate,
     MeanStd,
     binary_metrics,
     bootstrap_metrics,
     choose_threshold,
-    paired_auroc_difference,
+    paired_seed_difference,
+    seed_bootstrap_auroc,
     summarise_seeds,
     unpaired_difference,
 )
-from synthgate.models.training import TrainSettings, decode_all, patient_split, predict, train_densenet
+from synthgate.models.training import TrainSettings, decode_all, held_out_split, predict, train_densenet
 
 REPORTED_METRICS = ("auroc", "accuracy", "precision", "recall", "f1")
-VALIDATION_FRACTION = 0.2
-VALIDATION_SEED = 0  # the same split train_densenet holds out, so the reference model never trained on it
+# The split of a model synthgate did not train (torchxrayvision weights, an outside
+# checkpoint): train_densenet's defaults, as nothing else is known about it.
+VALIDATION_FRACTION = TrainSettings.val_fraction
+VALIDATION_SEED = TrainSettings.seed
 
 
 def _both_classes(labels: np.ndarray) -> bool:
@@ -59,21 +69,28 @@ def pretrained_evaluation(
     scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
     n_boot: int,
     seed: int,
+    groups: tuple | None = None,
 ) -> dict[str, PretrainedClass]:
-    """Per class, from (validation, real test, synthetic) labels and scores."""
+    """Per class, from (validation, real test, synthetic) labels and scores.
+
+    ``groups`` is (real test, synthetic) patient ids per image (``Collection.groups``):
+    each set's intervals resample its patients, or its images where unknown.
+    """
+    test_groups, synthetic_groups = groups or (None, None)
     results = {}
     for name, (y_val, y_test, y_syn) in labels.items():
         s_val, s_test, s_syn = scores[name]
         threshold = choose_threshold(y_val, s_val)
-        real = bootstrap_metrics(y_test, s_test, threshold, n_boot=n_boot, seed=seed)
+        real = bootstrap_metrics(y_test, s_test, threshold, n_boot=n_boot, seed=seed, groups=test_groups)
         if not _both_classes(y_syn):
             present = "positive" if y_syn.sum() else "negative"
             results[name] = PretrainedClass(
                 threshold, real, None, None, f"every synthetic image is {present} for '{name}': AUROC is undefined"
             )
             continue
-        synthetic = bootstrap_metrics(y_syn, s_syn, threshold, n_boot=n_boot, seed=seed)
-        difference = unpaired_difference(y_test, s_test, y_syn, s_syn, metric="auroc", n_boot=n_boot, seed=seed)
+        synthetic = bootstrap_metrics(y_syn, s_syn, threshold, n_boot=n_boot, seed=seed, groups=synthetic_groups)
+        difference = unpaired_difference(y_test, s_test, y_syn, s_syn, metric="auroc", n_boot=n_boot, seed=seed,
+                                         groups_a=test_groups, groups_b=synthetic_groups)
         results[name] = PretrainedClass(threshold, real, synthetic, difference)
     return results
 
@@ -92,8 +109,11 @@ class Cell:
     n_synthetic: int
     metrics: dict[str, dict[str, MeanStd]] = field(default_factory=dict)  # class -> metric -> mean/std over seeds
     test_scores: dict[str, np.ndarray] = field(default_factory=dict)  # class -> seed-averaged test scores
-    auroc_ci: dict[str, Estimate] = field(default_factory=dict)  # class -> bootstrap CI of the seed-averaged AUROC
-    versus_real: dict[str, Estimate] = field(default_factory=dict)  # class -> paired AUROC(cell) - AUROC(R)
+    seed_scores: dict[str, np.ndarray] = field(default_factory=dict)  # class -> (seeds, test images) scores
+    # class -> mean-over-seeds AUROC, CI over test patients and training seeds (metrics.seed_bootstrap_auroc)
+    auroc_ci: dict[str, Estimate] = field(default_factory=dict)
+    # class -> AUROC(cell) - AUROC(R), paired on test patients, seeds drawn for each (metrics.paired_seed_difference)
+    versus_real: dict[str, Estimate] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)  # class -> why its numbers mean nothing
     unavailable: str = ""
 
@@ -153,10 +173,11 @@ class Grid:
     """The retraining grid; subclasses say how one model is fitted and what it predicts."""
 
     def __init__(self, n_pool: int, n_synthetic: int, validation_y: np.ndarray, test_y: np.ndarray,
-                 pool_y: np.ndarray, synthetic_y: np.ndarray, classes, spec, statistics):
+                 pool_y: np.ndarray, synthetic_y: np.ndarray, classes, spec, statistics, test_groups=None):
         self.n_pool, self.n_synthetic = n_pool, n_synthetic
         self.validation_y, self.test_y, self.pool_y, self.synthetic_y = validation_y, test_y, pool_y, synthetic_y
         self.classes, self.spec, self.statistics = tuple(classes), spec, statistics
+        self.test_groups = None if test_groups is None else np.asarray(test_groups)  # patient per test image
 
     def fit_predict(self, framework: str, real: np.ndarray, synthetic: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Train ``framework`` on pool rows ``real`` and synthetic rows ``synthetic``: (validation, test) scores."""
@@ -189,9 +210,9 @@ class Grid:
             if cell.unavailable or cell.framework == "R" or baseline is None:
                 continue
             for k, name in enumerate(self.classes):
-                cell.versus_real[name] = paired_auroc_difference(
-                    self.test_y[:, k], baseline.test_scores[name], cell.test_scores[name],
-                    n_boot=self.statistics.n_boot, seed=self.statistics.seed,
+                cell.versus_real[name] = paired_seed_difference(
+                    self.test_y[:, k], baseline.seed_scores[name], cell.seed_scores[name],
+                    n_boot=self.statistics.n_boot, seed=self.statistics.seed, groups=self.test_groups,
                 )
         return cells
 
@@ -213,17 +234,21 @@ class Grid:
                 test_scores[name].append(scores[:, k])
         for k, name in enumerate(self.classes):
             cell.metrics[name] = {m: summarise_seeds(v) for m, v in per_seed[name].items()}
-            cell.test_scores[name] = np.mean(test_scores[name], axis=0)
-            cell.auroc_ci[name] = bootstrap_metrics(
-                self.test_y[:, k], cell.test_scores[name], 0.5, n_boot=self.statistics.n_boot, seed=self.statistics.seed
-            )["auroc"]
+            cell.seed_scores[name] = np.stack(test_scores[name])
+            cell.test_scores[name] = cell.seed_scores[name].mean(axis=0)
+            cell.auroc_ci[name] = seed_bootstrap_auroc(
+                self.test_y[:, k], cell.seed_scores[name], n_boot=self.statistics.n_boot, seed=self.statistics.seed,
+                groups=self.test_groups,
+            )
 
 
 class ProbeGrid(Grid):
     """The 'probe' learner: linear heads on the frozen leakage-free model's features (seconds on CPU)."""
 
-    def __init__(self, pool: Features, validation: Features, test: Features, synthetic: Features, classes, spec, statistics):
-        super().__init__(len(pool.x), len(synthetic.x), validation.y, test.y, pool.y, synthetic.y, classes, spec, statistics)
+    def __init__(self, pool: Features, validation: Features, test: Features, synthetic: Features, classes, spec, statistics,
+                 test_groups=None):
+        super().__init__(len(pool.x), len(synthetic.x), validation.y, test.y, pool.y, synthetic.y, classes, spec, statistics,
+                         test_groups)
         self.pool, self.validation, self.test, self.synthetic = pool, validation, test, synthetic
 
     def fit_predict(self, framework, real, synthetic, seed):
@@ -247,7 +272,7 @@ class NetworkGrid(Grid):
     def __init__(self, splits: dict[str, Collection], model, spec, statistics, device):
         pool, synthetic = splits["pool"], splits["synthetic"]
         super().__init__(len(pool), len(synthetic), splits["validation"].labels, splits["test"].labels,
-                         pool.labels, synthetic.labels, pool.classes, spec, statistics)
+                         pool.labels, synthetic.labels, pool.classes, spec, statistics, splits["test"].groups)
         self.splits, self.model, self.device = splits, model, device
         self.size = model.card.input_size
         self.images = {name: decode_all(c, self.size) for name, c in splits.items() if name in ("validation", "test")}
@@ -277,6 +302,41 @@ def standardised_features(pool: np.ndarray, *others: np.ndarray) -> list[np.ndar
     return [((x - mean) / std).astype(np.float32) for x in (pool, *others)]
 
 
-def validation_split(reference_train: Collection) -> tuple[np.ndarray, np.ndarray]:
-    """(pool, validation) indices of the reference train, patient-wise, as the reference model held out."""
-    return patient_split(reference_train, VALIDATION_FRACTION, VALIDATION_SEED)
+def validation_split(reference_train: Collection, model_card=None,
+                     source_images: Collection | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(pool, validation) indices of the reference train, patient-wise; thresholds are chosen on validation.
+
+    The evaluating model must never have trained on the validation images. When
+    synthgate trained it (its card's ``training_fingerprint`` names the images),
+    the split comes from ``training.held_out_split`` with the card's seed, the
+    very function ``train_densenet`` held its validation patients out with:
+
+    - trained on the reference train itself: validation is exactly the model's
+      own validation split (the same patients: the split depends only on the set
+      of patient ids, the fraction and the seed, not on row order);
+    - trained on ``source_images`` (the generator's source images): the model's
+      own split of those says which images it trained on, and reference-train
+      patients with any of those images (same file hash or same patient id) are
+      moved from validation to the pool.
+
+    A model synthgate did not train (``model_card`` None, or a fingerprint that
+    matches neither) gets train_densenet's default split; what it saw is not
+    known here. The fraction is always ``TrainSettings.val_fraction``: it is the
+    only value release.toml can give, and cards do not record it.
+    """
+    fingerprint = getattr(model_card, "training_fingerprint", None)
+    card_seed = getattr(model_card, "seed", None)
+    settings = TrainSettings(seed=VALIDATION_SEED if fingerprint is None or card_seed is None else card_seed)
+    pool, validation = held_out_split(reference_train, settings)
+    if fingerprint is None or fingerprint == reference_train.fingerprint:
+        return pool, validation
+    if source_images is not None and fingerprint == source_images.fingerprint:
+        trained = held_out_split(source_images, settings)[0]
+        seen_digests = {source_images.digests[i] for i in trained}
+        seen_patients = {source_images.groups[i] for i in trained} - {g for g in source_images.groups
+                                                                       if g.startswith(UNKNOWN_PATIENT)}
+        seen = {reference_train.groups[i] for i in validation
+                if reference_train.digests[i] in seen_digests or reference_train.groups[i] in seen_patients}
+        moved = np.array([reference_train.groups[i] in seen for i in validation], dtype=bool)
+        pool, validation = np.sort(np.concatenate([pool, validation[moved]])), validation[~moved]
+    return pool, validation

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from synthgate.data.collection import Collection
 from synthgate.evaluation.integrity import Offence
-from synthgate.models.zoo import ModelCard, leakage_overlap
+from synthgate.models.card import ModelCard
+from synthgate.models.datasets import leakage_overlap
 
 
 def model_saw_source(card: ModelCard, source_datasets: tuple[str, ...]) -> list[Offence]:

@@ -36,6 +36,19 @@ class ReleaseEvaluation:
         self.options = options
         self.model_plan = self._model_plan()
 
+    def computed(self, name: str) -> bool:
+        """Whether a result was already computed this session (reporting shows what exists, never computes)."""
+        return name in self.__dict__
+
+    def evaluated_counts(self) -> dict[str, int]:
+        """How many release images each stage saw: every model-based check sees exactly those that passed integrity."""
+        counts = {"manifest rows": len(self.release.manifest.rows)}
+        if self.computed("integrity"):
+            counts["passed integrity"] = len(self.integrity.facts)
+        if self.computed("synthetic"):
+            counts["model-based checks"] = len(self.synthetic)
+        return counts
+
     # ------------------------------------------------------------------ what is on disk
 
     @cached_property
@@ -88,7 +101,7 @@ class ReleaseEvaluation:
     def _model_plan(self):
         """Parse ``[model]`` now, so that a bad model config is reported before any test runs."""
         from synthgate.models.training import ReferenceModelSpec
-        from synthgate.models.zoo import ModelSpec, ModelSpecError
+        from synthgate.models.loading import ModelSpec, ModelSpecError
 
         table = self.release.model
         if not table:
@@ -119,7 +132,8 @@ class ReleaseEvaluation:
     def model_card(self):
         """The evaluating model's card, read without loading (or training) the model."""
         from synthgate.models.training import ReferenceModelSpec, planned_card
-        from synthgate.models.zoo import ModelCard, card_path, xrv_card
+        from synthgate.models.card import ModelCard, card_path
+        from synthgate.models.weights import xrv_card
 
         plan = self.model_plan
         if plan is None:
@@ -151,7 +165,7 @@ class ReleaseEvaluation:
     @cached_property
     def model(self):
         """The evaluating model, loaded (or trained on first use) only after leakage was checked."""
-        from synthgate.models import zoo
+        from synthgate.models.loading import load_checkpoint, load_xrv_weights
         from synthgate.models.training import ReferenceModelSpec, trained_model
 
         plan = self.model_plan
@@ -159,8 +173,8 @@ class ReleaseEvaluation:
             collection = self._training_collection()
             return trained_model(collection, self.model_outputs, plan.settings, self.options.cache_dir, self.device)
         if plan.xrv is not None:
-            return zoo.load_xrv_weights(plan.xrv, self.options.weights_dir or plan.weights_dir)
-        return zoo.load_checkpoint(plan.checkpoint)
+            return load_xrv_weights(plan.xrv, self.options.weights_dir or plan.weights_dir)
+        return load_checkpoint(plan.checkpoint)
 
     @cached_property
     def extractor(self):
@@ -203,7 +217,7 @@ class ReleaseEvaluation:
         """The collections every experiment uses: validation pool, validation, real test, synthetic."""
         from synthgate.evaluation.experiments import validation_split
 
-        pool, validation = validation_split(self.reference_train)
+        pool, validation = validation_split(self.reference_train, self.model_card, self.source_images)
         return {
             "pool": self.reference_train.subset(pool, "reference train (pool)"),
             "validation": self.reference_train.subset(validation, "reference validation"),
@@ -222,7 +236,8 @@ class ReleaseEvaluation:
             labels[name] = tuple(self.splits[s].column(name) for s in ("validation", "test", "synthetic"))
             scores[name] = tuple(scored[s][:, k] for s in ("validation", "test", "synthetic"))
         stats = self.release.statistics
-        return pretrained_evaluation(labels, scores, n_boot=stats.n_boot, seed=stats.seed)
+        groups = tuple(np.asarray(self.splits[s].groups) for s in ("test", "synthetic"))
+        return pretrained_evaluation(labels, scores, n_boot=stats.n_boot, seed=stats.seed, groups=groups)
 
     @cached_property
     def utility(self):
@@ -240,7 +255,8 @@ class ReleaseEvaluation:
         pool, validation, test, synthetic = (
             Features(x, splits[name].labels) for x, name in zip(standardised, ("pool", "validation", "test", "synthetic"))
         )
-        return ProbeGrid(pool, validation, test, synthetic, self.release.class_names, spec, self.release.statistics).run()
+        return ProbeGrid(pool, validation, test, synthetic, self.release.class_names, spec, self.release.statistics,
+                         test_groups=np.asarray(splits["test"].groups)).run()
 
     # ------------------------------------------------------------------ realism and privacy
 
@@ -298,12 +314,13 @@ def compare_sources(evaluations: list[ReleaseEvaluation], seed: int = 0):
     models = {evaluation.model.model_id for evaluation in evaluations}
     if len(models) != 1:
         names = ", ".join(evaluation.release.name for evaluation in evaluations)
-        raise ConfigError(f"{names}: these releases are evaluated by different models ({', '.join(sorted(models))}); "
+        raise ConfigError(evaluations[1].release.config_file, "model",
+                          f"{names}: these releases are evaluated by different models ({', '.join(sorted(models))}); "
                           "sources can only be compared in one model's feature space")
     target_name, target = evaluations[0].realism_target
     collections = {f"real: {target_name}": target, **{e.release.name: e.synthetic for e in evaluations}}
     if len(collections) != len(evaluations) + 1:
-        raise ConfigError("a release was named twice")
+        raise ConfigError(evaluations[0].release.config_file, "", "a release was named twice")
     first = evaluations[0]
     return source_identifiability(
         {name: first.embeddings(c).features for name, c in collections.items()},

@@ -1,99 +1,100 @@
-"""Turning findings into gate verdicts that read well in a terminal and in the report."""
+"""Judging: a requirement against what was measured, and a run's outcomes against what was required.
+
+``judge`` turns one measurement into a pass or a :class:`GateFailure` whose message
+reads well in a terminal and in the report. ``verdict`` decides cleared / blocked /
+incomplete by comparing the requirements the registry and policy set for this release
+with the checks that actually ran and passed, never by guessing from what happened to run.
+"""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
-from synthgate.evaluation.integrity import Offence
-from synthgate.measures.metrics import Estimate
-from synthgate.config.release import CRITERIA, Criterion
+from synthgate.gate.criteria import AT_LEAST
+from synthgate.gate.measurements import Measurement
+from synthgate.gate.policy import Requirement
 
 SHOWN_IN_MESSAGE = 5
+JUDGED_ON = {"point": "point estimate", "ci_low": "lower CI bound", "ci_high": "upper CI bound"}
 
 
 class GateFailure(AssertionError):
-    """A failed gate criterion; ``rows`` is the table of offenders the report attaches."""
+    """A failed gate criterion; ``rows`` is the table of evidence the report attaches."""
 
     def __init__(self, message: str, rows: list[dict] | None = None):
         super().__init__(message)
         self.rows = rows or []
 
 
-def expect_no_offences(offences: list[Offence], what: str) -> None:
-    """Fail naming the first few offending files and the total count."""
-    if not offences:
+def title(requirement: Requirement) -> str:
+    where = f"{requirement.class_name}: " if requirement.class_name is not None else ""
+    return where + requirement.spec.description
+
+
+def judge(requirement: Requirement, measured: Measurement, min_positives: int, min_negatives: int) -> None:
+    """Pass, or raise GateFailure saying what was measured, the bound and why it fails."""
+    spec = requirement.spec
+    if measured.problem:
+        raise GateFailure(f"{title(requirement)} could not be measured: {measured.problem}", measured.rows)
+    if spec.fixed is not None:
+        _expect_no_offences(requirement, measured)
         return
-    shown = "\n".join(f"  {o.file}: {o.problem}" for o in offences[:SHOWN_IN_MESSAGE])
-    more = f"\n  ... and {len(offences) - SHOWN_IN_MESSAGE} more" if len(offences) > SHOWN_IN_MESSAGE else ""
+    for count, minimum, what in ((measured.positives, min_positives, "positives"),
+                                 (measured.negatives, min_negatives, "negatives")):
+        if count is not None and count < minimum:
+            raise GateFailure(f"{title(requirement)} rests on {count} {what}; the gate policy needs at least {minimum} "
+                              f"for a judged number", measured.rows)
+    number = measured.number(requirement.judge)
+    if number is None:
+        raise GateFailure(f"{title(requirement)} could not be measured: the value is undefined", measured.rows)
+    passes = number >= requirement.bound if spec.direction == AT_LEAST else number <= requirement.bound
+    if passes:
+        return
+    word = "below the required minimum" if spec.direction == AT_LEAST else "above the allowed maximum"
+    shown = _shown(measured)
+    basis = JUDGED_ON[requirement.judge] if measured.has_interval else "value"
+    beside = f" ({measured.baseline_text})" if measured.baseline_text else ""
     raise GateFailure(
-        f"{len(offences)} {what}:\n{shown}{more}",
-        rows=[{"file": o.file, "problem": o.problem} for o in offences],
+        f"{title(requirement)} is {shown}{beside}; its {basis} {number:.3f} is {word} {requirement.bound:.3f} "
+        f"(set by the {requirement.source})", measured.rows,
     )
 
 
-def judged_number(criterion: Criterion, estimate: Estimate) -> float:
-    return {"point": estimate.value, "ci_low": estimate.low, "ci_high": estimate.high}[criterion.judge]
+def _shown(measured: Measurement) -> str:
+    if measured.has_interval:
+        return f"{measured.value:.3f} [{measured.low:.3f}, {measured.high:.3f}] (95% CI)"
+    return f"{measured.value:.3f}"
 
 
-def expect_criterion(criterion: Criterion, estimate: Estimate | None, problem: str = "") -> None:
-    """Fail unless the judged number (point or CI bound) reaches the criterion's minimum."""
-    description = CRITERIA[criterion.name][1]
-    where = f"{criterion.class_name}: {description}"
-    if problem or estimate is None or math.isnan(judged_number(criterion, estimate)):
-        raise GateFailure(f"{where} could not be measured: {problem or 'undefined value'}")
-    judged = judged_number(criterion, estimate)
-    if judged < criterion.minimum:
-        basis = {"point": "point estimate", "ci_low": "lower CI bound", "ci_high": "upper CI bound"}[criterion.judge]
-        raise GateFailure(
-            f"{where} is {estimate} (95% CI); its {basis} {judged:.3f} is below the required {criterion.minimum:.3f}",
-            rows=[{"class": criterion.class_name, "criterion": criterion.name, "value": f"{estimate.value:.4f}",
-                   "ci": f"[{estimate.low:.4f}, {estimate.high:.4f}]", "judged on": basis,
-                   "minimum": criterion.minimum}],
-        )
+def _expect_no_offences(requirement: Requirement, measured: Measurement) -> None:
+    """Fail naming the first few offending files and the total count."""
+    rows = measured.rows
+    if not rows and not measured.value:
+        return
+    shown = "\n".join(f"  {row['file']}: {row['problem']}" for row in rows[:SHOWN_IN_MESSAGE])
+    more = f"\n  ... and {len(rows) - SHOWN_IN_MESSAGE} more" if len(rows) > SHOWN_IN_MESSAGE else ""
+    raise GateFailure(f"{len(rows)} {requirement.spec.description}:\n{shown}{more}", rows)
 
 
-def measure(evaluation, criterion: Criterion) -> tuple[Estimate | None, str]:
-    """The estimate a criterion is judged on, or why there is none."""
-    name, class_name = criterion.name, criterion.class_name
-    if name.startswith("pretrained_") or name == "synthetic_minus_real_auroc":
-        result = evaluation.pretrained[class_name]
-        if result.problem:
-            return None, result.problem
-        if name == "synthetic_minus_real_auroc":
-            return result.auroc_difference, ""
-        return result.synthetic[name.removeprefix("pretrained_")], ""
-    cells = [c for c in evaluation.utility if not c.unavailable]
-    full = max(c.size for c in cells)
-    if name == "train_on_synthetic_auroc":
-        chosen = [c for c in cells if c.framework == "S"]
-        return _cell_value(chosen, class_name, lambda c: c.auroc_ci[class_name])
-    framework = "R+S" if name == "mix_minus_real_auroc" else "S->R"
-    chosen = [c for c in cells if c.framework == framework and c.size == full]
-    return _cell_value(chosen, class_name, lambda c: c.versus_real[class_name])
+def verdict(required: list[str], outcomes: dict[str, list[str]], partial_reasons: list[str]) -> tuple[str, list[str]]:
+    """cleared / blocked / incomplete, and why in plain words.
 
-
-def _cell_value(cells, class_name: str, value_of) -> tuple[Estimate | None, str]:
-    """The worst (lowest) value over the given cells: every ratio must pass."""
-    if not cells:
-        return None, "no grid cell could be run (see the utility table)"
-    problems = [c.problems[class_name] for c in cells if class_name in c.problems]
-    if problems:
-        return None, problems[0]
-    return min((value_of(c) for c in cells), key=lambda e: e.value), ""
-
-
-@dataclass(frozen=True)
-class Limit:
-    """A release-level number (not per class), the most it may be, and the same number for real vs real."""
-
-    value: float
-    maximum: float
-    baseline: float | None = None
-
-
-def expect_at_most(limit: Limit, what: str, baseline: str = "", rows: list[dict] | None = None) -> None:
-    """Fail when a release-level number exceeds its maximum, with the real-vs-real baseline beside it."""
-    if limit.value > limit.maximum:
-        beside = f" (real vs real: {baseline})" if baseline else ""
-        raise GateFailure(f"{what} is {limit.value:.3f}{beside}, above the allowed {limit.maximum:.3f}", rows=rows)
+    ``required`` are requirement keys; ``outcomes`` maps each key that ran to the outcome of
+    every test that judged it. Any failure blocks; cleared needs every required key to have
+    run and passed in every test that judged it, in a run that was not narrowed or altered.
+    """
+    failed = sorted(key for key, seen in outcomes.items() if any(o in ("failed", "error") for o in seen))
+    if failed:
+        shown = ", ".join(failed[:SHOWN_IN_MESSAGE]) + (" ..." if len(failed) > SHOWN_IN_MESSAGE else "")
+        return "blocked", [f"{len(failed)} of {len(required)} required gate checks failed: {shown}"]
+    reasons = list(partial_reasons)
+    not_run = [key for key in required if key not in outcomes]
+    if not_run:
+        reasons.append(f"{len(not_run)} of {len(required)} required gate checks did not run: "
+                       + ", ".join(not_run[:SHOWN_IN_MESSAGE]) + (" ..." if len(not_run) > SHOWN_IN_MESSAGE else ""))
+    not_passed = [key for key in required if key in outcomes and any(o != "passed" for o in outcomes[key])]
+    if not_passed:
+        reasons.append(f"{len(not_passed)} required gate checks were not evaluated: {', '.join(not_passed[:SHOWN_IN_MESSAGE])}")
+    if not required:
+        reasons.append("no gate check is required: the policy requires nothing")
+    if reasons:
+        return "incomplete", reasons
+    return "cleared", [f"all {len(required)} required gate checks passed"]

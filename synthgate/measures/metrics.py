@@ -2,10 +2,10 @@
 
 The gate compares models trained on real and on synthetic images using the same
 held-out real test images, so every headline number needs an uncertainty
-estimate, and comparisons on the same images need a *paired* one.  Bootstrap
-replicates are computed for all resamples at once with numpy (a rank-based
-AUROC per row) because a per-replicate sklearn loop is far too slow for 1000
-replicates inside a test run.
+estimate, and comparisons on the same images need a *paired* one. Intervals
+resample patients where patient ids are known and images otherwise, and those
+of retrained models also draw a training seed per replicate; the resampling
+itself (vectorised over all replicates at once, in blocks) is in ``bootstrap``.
 """
 
 from __future__ import annotations
@@ -26,21 +26,45 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-METRICS = ("accuracy", "precision", "recall", "f1", "auroc")
+from synthgate.measures.bootstrap import (
+    METRICS,
+    Design,
+    Ranked,
+    design,
+    percentile_ci,
+    weight_blocks,
+    weighted_metrics,
+)
 
-# Cap on elements per replicate block (~32 MiB of float64) so large test sets
-# do not need n_boot x n temporaries for every intermediate at once.
-_BLOCK_ELEMENTS = 1 << 22
+__all__ = ["METRICS", "Estimate", "MeanStd", "binary_metrics", "binary_metrics_rows", "bootstrap_metrics",
+           "choose_threshold", "paired_auroc_difference", "paired_seed_difference", "seed_bootstrap_auroc",
+           "summarise_seeds", "unpaired_difference"]
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """A point estimate with a confidence interval, computed from ``n`` samples."""
+    """A point estimate with a confidence interval, and what the interval rests on.
+
+    ``n`` images (of both sets, for a difference of two sets) in ``clusters``
+    resampling units; ``resampled`` says whether the bootstrap drew whole
+    ``"patients"`` or single ``"images"``. ``positives`` and ``negatives`` count
+    the evaluated images of each class (for a difference of two sets, the
+    smaller set's count) so that a gate can refuse numbers resting on too few.
+    ``seeds`` is how many training seeds the interval draws from (None: no
+    training involved); ``dropped`` counts replicates where the metric was
+    undefined and that were left out of the interval.
+    """
 
     value: float
     low: float
     high: float
     n: int
+    positives: int | None = None
+    negatives: int | None = None
+    clusters: int | None = None
+    resampled: str = "images"
+    seeds: int | None = None
+    dropped: int = 0
 
     def __str__(self) -> str:
         return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
@@ -156,82 +180,59 @@ def binary_metrics_rows(y_rows, score_rows, threshold: float) -> dict[str, np.nd
     }
 
 
-def _resample_indices(y: np.ndarray, n_boot: int, rng: np.random.Generator, stratified: bool) -> np.ndarray:
-    """All bootstrap index rows at once, shape (n_boot, n).
-
-    Stratified resampling draws positives and negatives separately, so every
-    replicate keeps the original class counts and AUROC is always defined.
-    """
-    n = len(y)
-    if not stratified:
-        return rng.integers(0, n, size=(n_boot, n))
-    pos = np.flatnonzero(y)
-    neg = np.flatnonzero(~y)
-    if len(pos) == 0 or len(neg) == 0:
-        raise ValueError("stratified bootstrap needs both classes in y_true")
-    return np.concatenate(
-        [pos[rng.integers(0, len(pos), size=(n_boot, len(pos)))],
-         neg[rng.integers(0, len(neg), size=(n_boot, len(neg)))]],
-        axis=1,
-    )
-
-
-def _replicates(y: np.ndarray, s: np.ndarray, threshold: float, idx: np.ndarray) -> dict[str, np.ndarray]:
-    """Metrics for each row of ``idx``, in row blocks to bound memory."""
-    block = max(1, _BLOCK_ELEMENTS // idx.shape[1])
-    parts = [binary_metrics_rows(y[idx[i:i + block]], s[idx[i:i + block]], threshold)
-             for i in range(0, len(idx), block)]
-    return {m: np.concatenate([p[m] for p in parts]) for m in METRICS}
-
-
-def _percentile_ci(replicates: np.ndarray, ci: float) -> tuple[float, float]:
-    if not 0 < ci < 1:
-        raise ValueError(f"ci must be in (0, 1), got {ci}")
-    finite = replicates[~np.isnan(replicates)]
-    if len(finite) == 0:
-        return math.nan, math.nan
-    alpha = (1 - ci) / 2
-    low, high = np.quantile(finite, [alpha, 1 - alpha])
-    return float(low), float(high)
+def _interval(replicates: np.ndarray, value: float, ci: float, d: Design, **extra) -> Estimate:
+    low, high, dropped = percentile_ci(replicates, ci)
+    return Estimate(value, low, high, n=d.n, positives=d.positives, negatives=d.negatives, clusters=d.clusters,
+                    resampled=d.resampled, dropped=dropped, **extra)
 
 
 def bootstrap_metrics(y_true, score, threshold: float, n_boot: int = 1000, seed: int = 0,
-                      stratified: bool = True, ci: float = 0.95) -> dict[str, Estimate]:
+                      stratified: bool = True, ci: float = 0.95, *, groups=None) -> dict[str, Estimate]:
     """Point estimates and percentile bootstrap CIs for every ``binary_metrics`` key.
 
+    With ``groups`` (a patient id per image, ``image:...`` where unknown) the
+    bootstrap resamples whole patients; without, images (see ``bootstrap``).
     Replicates where a metric is undefined (one-class AUROC, only possible
-    without stratification) are left out of that metric's interval.
+    without stratification) are left out of that metric's interval and
+    counted in ``Estimate.dropped``.
     """
     y, s = _check_pair(y_true, score)
     point = binary_metrics(y, s, threshold)
-    idx = _resample_indices(y, n_boot, np.random.default_rng(seed), stratified)
-    reps = _replicates(y, s, threshold, idx)
-    return {m: Estimate(point[m], *_percentile_ci(reps[m], ci), n=len(y)) for m in METRICS}
+    d = design(y, groups, stratified)
+    ranked = Ranked(y, s)
+    parts = [weighted_metrics(y, s, threshold, w, ranked) for w in weight_blocks(d, n_boot, np.random.default_rng(seed))]
+    return {m: _interval(np.concatenate([p[m] for p in parts]), point[m], ci, d) for m in METRICS}
 
 
 def paired_auroc_difference(y_true, score_a, score_b, n_boot: int = 1000, seed: int = 0,
-                            ci: float = 0.95) -> Estimate:
+                            ci: float = 0.95, *, groups=None) -> Estimate:
     """AUROC(b) - AUROC(a) on the same images, with a paired stratified bootstrap CI.
 
-    Both models are scored on identical resamples, so image-level difficulty
-    cancels and the interval is much tighter than two independent ones.
+    Both models are scored on identical resamples (of patients where
+    ``groups`` are given), so image-level difficulty cancels and the interval
+    is much tighter than two independent ones.
     """
     y, sa = _check_pair(y_true, score_a)
     _, sb = _check_pair(y_true, score_b)
     point = binary_metrics(y, sb, 0.5)["auroc"] - binary_metrics(y, sa, 0.5)["auroc"]
-    idx = _resample_indices(y, n_boot, np.random.default_rng(seed), stratified=True)
-    diff = _replicates(y, sb, 0.5, idx)["auroc"] - _replicates(y, sa, 0.5, idx)["auroc"]
-    return Estimate(point, *_percentile_ci(diff, ci), n=len(y))
+    d = design(y, groups, stratified=True)
+    ra, rb = Ranked(y, sa), Ranked(y, sb)
+    diff = np.concatenate([rb.auroc(w) - ra.auroc(w) for w in weight_blocks(d, n_boot, np.random.default_rng(seed))])
+    return _interval(diff, point, ci, d)
 
 
 def unpaired_difference(y_a, s_a, y_b, s_b, metric: str = "auroc",
                         threshold: float | tuple[float, float] = 0.5, n_boot: int = 1000,
-                        seed: int = 0, stratified: bool = True, ci: float = 0.95) -> Estimate:
+                        seed: int = 0, stratified: bool = True, ci: float = 0.95, *,
+                        groups_a=None, groups_b=None) -> Estimate:
     """metric(b) - metric(a) for two different sample sets, e.g. synthetic minus real.
 
     Each set is resampled independently (from independent child seeds), as the
-    sets share no images.  ``threshold`` may be one value or an ``(a, b)`` pair;
-    ``n`` of the result is the total sample count of both sets.
+    sets share no images, each by patient where its groups name patients.
+    ``threshold`` may be one value or an ``(a, b)`` pair. ``n`` and
+    ``clusters`` of the result are totals over both sets; ``positives`` and
+    ``negatives`` the smaller of the two sets' counts (what the difference
+    rests on least); ``resampled`` is "patients" if either set was.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose from {METRICS}")
@@ -240,9 +241,88 @@ def unpaired_difference(y_a, s_a, y_b, s_b, metric: str = "auroc",
     yb, sb = _check_pair(y_b, s_b)
     rng_a, rng_b = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     point = binary_metrics(yb, sb, t_b)[metric] - binary_metrics(ya, sa, t_a)[metric]
-    rep_a = _replicates(ya, sa, t_a, _resample_indices(ya, n_boot, rng_a, stratified))[metric]
-    rep_b = _replicates(yb, sb, t_b, _resample_indices(yb, n_boot, rng_b, stratified))[metric]
-    return Estimate(point, *_percentile_ci(rep_b - rep_a, ci), n=len(ya) + len(yb))
+    da, db = design(ya, groups_a, stratified), design(yb, groups_b, stratified)
+
+    def replicates(y, s, t, d, rng):
+        ranked = Ranked(y, s)
+        return np.concatenate([weighted_metrics(y, s, t, w, ranked)[metric] for w in weight_blocks(d, n_boot, rng)])
+
+    diff = replicates(yb, sb, t_b, db, rng_b) - replicates(ya, sa, t_a, da, rng_a)
+    low, high, dropped = percentile_ci(diff, ci)
+    resampled = "patients" if "patients" in (da.resampled, db.resampled) else "images"
+    return Estimate(point, low, high, n=da.n + db.n, positives=min(da.positives, db.positives),
+                    negatives=min(da.negatives, db.negatives), clusters=da.clusters + db.clusters,
+                    resampled=resampled, dropped=dropped)
+
+
+# --------------------------------------------------------------------------- over training seeds
+
+
+def _seed_rows(y: np.ndarray, rows) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.float64)
+    rows = rows[None] if rows.ndim == 1 else rows
+    if rows.ndim != 2 or rows.shape[1] != len(y) or len(rows) == 0:
+        raise ValueError(f"expected scores of shape (seeds, {len(y)}), got {rows.shape}")
+    for row in rows:
+        _check_pair(y, row)
+    return rows
+
+
+def _seed_aurocs(y: np.ndarray, rows: np.ndarray, d: Design, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(point AUROC per seed, shape (seeds,); replicate AUROC per seed, shape (seeds, n_boot))."""
+    ranked = [Ranked(y, row) for row in rows]
+    reps = np.concatenate([np.stack([r.auroc(w) for r in ranked]) for w in weight_blocks(d, n_boot, np.random.default_rng(seed))],
+                          axis=1)
+    return np.array([roc_auc_score(y, row) for row in rows]), reps
+
+
+def _seed_draws(n_seeds: int, n_boot: int, seed: int, stream: int) -> np.ndarray:
+    """Which training seed each replicate uses: independent of the test resampling stream."""
+    return np.random.default_rng([seed, 0x5EED, stream]).integers(0, n_seeds, size=n_boot)
+
+
+def seed_bootstrap_auroc(y_true, score_rows, n_boot: int = 1000, seed: int = 0, ci: float = 0.95,
+                         *, groups=None) -> Estimate:
+    """AUROC of one model trained with a random seed, over test images *and* training seeds.
+
+    ``score_rows`` holds the test scores of each seed's model, shape (seeds, n).
+    The point estimate is the mean over seeds of each model's AUROC (the
+    expected AUROC of one training run). The interval is a two-level
+    bootstrap: every replicate resamples the test set (stratified, by patient
+    where ``groups`` name patients) and picks one training seed at random, so
+    its spread adds the between-seed spread to the test-set sampling error.
+    That makes it an interval for a single training run of the recipe, the
+    model anyone using the release would get; it is conservative for the mean
+    over seeds (whose seed variance is 1/seeds of it), which with the few seeds
+    a gate affords cannot be bootstrapped reliably (resampling 3 seeds gives 10
+    distinct sets). With one seed, or seeds that agree exactly, it is the
+    test-only interval (the same test resamples are drawn).
+    """
+    y = _as_binary(y_true)
+    rows = _seed_rows(y, score_rows)
+    d = design(y, groups, stratified=True)
+    points, reps = _seed_aurocs(y, rows, d, n_boot, seed)
+    pick = _seed_draws(len(rows), n_boot, seed, 0)
+    return _interval(reps[pick, np.arange(n_boot)], float(points.mean()), ci, d, seeds=len(rows))
+
+
+def paired_seed_difference(y_true, rows_a, rows_b, n_boot: int = 1000, seed: int = 0, ci: float = 0.95,
+                           *, groups=None) -> Estimate:
+    """Mean-over-seeds AUROC(b) - AUROC(a) on the same test images, over test images and training seeds.
+
+    As ``seed_bootstrap_auroc``, for two training recipes scored on the same
+    test set: each replicate resamples the test set once for both (paired) and
+    picks a seed of ``a`` and, independently, one of ``b`` (different recipes
+    share no training run, so their seeds are not paired).
+    """
+    y = _as_binary(y_true)
+    rows_a, rows_b = _seed_rows(y, rows_a), _seed_rows(y, rows_b)
+    d = design(y, groups, stratified=True)
+    points_a, reps_a = _seed_aurocs(y, rows_a, d, n_boot, seed)
+    points_b, reps_b = _seed_aurocs(y, rows_b, d, n_boot, seed)
+    columns = np.arange(n_boot)
+    diff = reps_b[_seed_draws(len(rows_b), n_boot, seed, 2), columns] - reps_a[_seed_draws(len(rows_a), n_boot, seed, 1), columns]
+    return _interval(diff, float(points_b.mean() - points_a.mean()), ci, d, seeds=min(len(rows_a), len(rows_b)))
 
 
 def summarise_seeds(values) -> MeanStd:

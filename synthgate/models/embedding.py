@@ -20,7 +20,6 @@ from torch.utils.data import DataLoader, Dataset
 from synthgate.data.imaging import load_xrv
 
 FEATURE_DIM = 1024
-PRECISIONS = ("fp32", "bf16")
 # Decoding runs at ~3,600 PNGs/s on one core, far ahead of the network on a CPU, where
 # worker processes only compete with torch's threads (bench/results/extraction-cpu.json):
 # decode in workers only when the network runs on a GPU and the set is large enough.

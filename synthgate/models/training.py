@@ -25,17 +25,9 @@ from tqdm import tqdm
 
 from synthgate.config.toml import Table
 from synthgate.data.collection import Collection
+from synthgate.models.card import ARCHITECTURE, NORMALISATION, ModelCard, current_library_versions
 from synthgate.models.embedding import ImageFiles, forward_features
-from synthgate.models.zoo import (
-    ARCHITECTURE,
-    NORMALISATION,
-    LoadedModel,
-    ModelCard,
-    build_densenet,
-    current_library_versions,
-    load_checkpoint,
-    save_checkpoint,
-)
+from synthgate.models.loading import LoadedModel, build_densenet, load_checkpoint, save_checkpoint
 
 
 @dataclass(frozen=True)
@@ -73,6 +65,15 @@ def patient_split(collection: Collection, fraction: float, seed: int) -> tuple[n
     splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
     train, val = next(splitter.split(np.zeros(len(collection)), groups=np.asarray(collection.groups)))
     return train, val
+
+
+def held_out_split(collection: Collection, settings: TrainSettings) -> tuple[np.ndarray, np.ndarray]:
+    """The (train, validation) indices ``train_densenet`` uses for ``collection`` under ``settings``.
+
+    Patient-wise; which patients are held out depends only on the set of
+    patient ids, the fraction and the seed, not on the order of the rows.
+    """
+    return patient_split(collection, settings.val_fraction, settings.seed)
 
 
 def _shift(batch: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
@@ -119,7 +120,7 @@ def train_densenet(
     outputs = outputs or collection.classes
     labels = np.stack([collection.column(name) for name in outputs], axis=1).astype(np.float32)
     images = decode_all(collection, settings.size)
-    train_index, val_index = patient_split(collection, settings.val_fraction, settings.seed)
+    train_index, val_index = held_out_split(collection, settings)
 
     model = build_densenet(len(outputs)) if init is None else _with_head(init, len(outputs))
     model = model.to(device).to(memory_format=torch.channels_last)
@@ -179,7 +180,7 @@ class ReferenceModelSpec:
     settings: TrainSettings
 
     @classmethod
-    def from_table(cls, table: Table) -> "ReferenceModelSpec":
+    def from_table(cls, table: Table) -> ReferenceModelSpec:
         data = table.get("train", str, choices=TRAIN_DATA)
         defaults = TrainSettings()
         settings = TrainSettings(

@@ -20,7 +20,7 @@ def test_every_recipe_states_its_expected_verdict():
 
 def _limits(summary: dict) -> dict[str, dict]:
     """The release-level checks (distribution, privacy) by name, with the number each judged."""
-    return {c["name"]: c for c in summary["criteria"] if c["maximum"] is not None}
+    return {c["name"]: c for c in summary["criteria"] if c["family"] in ("distribution", "privacy")}
 
 
 def test_demo_is_cleared(run_gate):

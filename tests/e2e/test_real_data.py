@@ -1,6 +1,6 @@
 """The gate on real chest X-rays: Kermany's paediatric pneumonia images, split by patient.
 
-``fixtures/kermany/study.toml`` derives releases from the real data (a perfect
+``studies/kermany/study.toml`` derives releases from the real data (a perfect
 stand-in generator that must be cleared, and defects that must be blocked by
 exactly the checks its ``[expect]`` names); this builds them at the study's CI
 profile (64 px, a stratified subset of the patients) and gates each one in a
@@ -11,18 +11,25 @@ reference-train only, and reused by every release through the session cache.
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
 
-from synthgate import study as real_study
 from tests.conftest import REPO
+
+STUDIES = str(REPO / "studies")  # the study is a script outside the package: studies/kermany, imported as `kermany`
+if STUDIES not in sys.path:
+    sys.path.insert(0, STUDIES)
+
+from kermany import build  # noqa: E402
+from kermany import study as real_study  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "kermany-pneumonia"
 
 pytestmark = [
     pytest.mark.real_data,
-    pytest.mark.skipif(not (DATA / "train").is_dir(), reason=f"real data absent: {DATA} (see DESIGN.md, 'Real data')"),
+    pytest.mark.skipif(not (DATA / "train").is_dir(), reason=f"real data absent: {DATA} (see docs/real-data-study.md)"),
 ]
 
 STUDY = real_study.load_study(profile="ci", data=DATA / "train") if (DATA / "train").is_dir() else None
@@ -32,13 +39,13 @@ RELEASES = sorted(STUDY.releases) if STUDY else []
 @pytest.fixture(scope="module")
 def built(gate_cache):
     """The study's splits and releases, built once into the session cache."""
-    return real_study.build_study(gate_cache, STUDY)
+    return build.build_study(gate_cache, STUDY)
 
 
 def test_splits_share_no_patient_and_no_image(built):
     from synthgate.data.loading import from_manifest
 
-    parts = {folder: from_manifest(built / folder, folder, STUDY.classes) for folder in real_study.FOLDERS.values()}
+    parts = {folder: from_manifest(built / folder, folder, (), classes=STUDY.classes) for folder in build.FOLDERS.values()}
     facts = json.loads((built / "study.json").read_text())
     for first in parts:
         for second in parts:
@@ -55,8 +62,8 @@ def test_releases_are_disjoint_from_the_source_images(built):
     """The stand-in's images are real images the generator's source split does not contain."""
     from synthgate.data.loading import from_manifest
 
-    source = from_manifest(built / "source", "source", ("pneumonia",))
-    standin = from_manifest(built / "releases" / "kermany-standin", "standin", ("pneumonia",))
+    source = from_manifest(built / "source", "source", (), classes=("pneumonia",))
+    standin = from_manifest(built / "releases" / "kermany-standin", "standin", (), classes=("pneumonia",))
     assert not set(source.digests) & set(standin.digests)
     assert 0.6 < standin.labels.mean() < 0.85  # Kermany's class balance (74% pneumonia), kept by stratification
 

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score
 
-from synthgate.reporting.report import CRITERION_FIELDS, FAMILIES
+from synthgate.gate.criteria import FAMILIES
+from synthgate.reporting.summary import CRITERION_FIELDS
 from tests.conftest import REPO
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

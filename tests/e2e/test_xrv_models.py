@@ -8,7 +8,7 @@ import torch
 
 from synthgate.models.compat import import_xrv
 from synthgate.demo.world import build_world
-from synthgate.models.zoo import weights_filename
+from synthgate.models.weights import weights_filename
 from tests.conftest import HANDMADE_TOML, write_handmade_release
 
 

@@ -12,7 +12,7 @@ import pytest
 from synthgate.demo import phantoms
 from synthgate.cli import main
 from synthgate.demo.cohort import Item, write_collection
-from synthgate.models.zoo import load_checkpoint
+from synthgate.models.loading import load_checkpoint
 from tests.conftest import REPO, write_handmade_release
 
 

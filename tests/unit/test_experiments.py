@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
-from synthgate.evaluation.experiments import Features, ProbeGrid, fit_linear_head, pretrained_evaluation
+import numpy as np
+import pytest
+
 from synthgate.config.release import StatisticsSpec, UtilitySpec
+from synthgate.data.collection import Collection
+from synthgate.evaluation.experiments import (
+    Features,
+    Grid,
+    ProbeGrid,
+    fit_linear_head,
+    pretrained_evaluation,
+    validation_split,
+)
+from synthgate.measures.metrics import bootstrap_metrics
 
 
 def make_features(n, rng, flip=0.0, shift=0.0):
@@ -17,7 +29,10 @@ def make_features(n, rng, flip=0.0, shift=0.0):
     return Features(x, noisy[:, None])
 
 
-def grid(synthetic, spec=UtilitySpec(ratios=(1.0, 2.0), sizes=(0.5, 1.0), seeds=(0, 1))):
+SMALL_GRID = UtilitySpec(ratios=(1.0, 2.0), sizes=(0.5, 1.0), seeds=(0, 1))
+
+
+def grid(synthetic, spec=SMALL_GRID):
     rng = np.random.default_rng(0)
     pool, validation, test = make_features(200, rng), make_features(80, rng), make_features(300, rng)
     return ProbeGrid(pool, validation, test, synthetic, ("finding",), spec, StatisticsSpec(n_boot=200)).run()
@@ -80,12 +95,12 @@ def test_network_grid_finetunes_and_trains_from_scratch(tmp_path):
     """The finetune and scratch learners run end to end on images (tiny, one epoch: plumbing, not accuracy)."""
     import dataclasses
 
-    from synthgate.demo import phantoms
     from synthgate.data.loading import from_manifest
+    from synthgate.demo import phantoms
     from synthgate.demo.cohort import Item, write_collection
     from synthgate.evaluation.experiments import NetworkGrid
+    from synthgate.models.loading import LoadedModel, build_densenet
     from synthgate.models.training import TrainSettings, planned_card
-    from synthgate.models.zoo import LoadedModel, build_densenet
 
     def collection(name, n, offset):
         items = [
@@ -106,3 +121,100 @@ def test_network_grid_finetunes_and_trains_from_scratch(tmp_path):
         assert {c.framework for c in cells} == {"R", "R+S", "S", "S->R"}
         assert all(len(c.test_scores["effusion"]) == 8 for c in cells)
         assert all(dataclasses.asdict(c.auroc_ci["effusion"])["n"] == 8 for c in cells)
+
+
+# ----------------------------------------------------------------------------- honest intervals
+
+
+class ScoredGrid(Grid):
+    """A grid whose 'training' returns fixed scores, worse or better by seed: the statistics without the learner."""
+
+    def __init__(self, signal_of_seed, same_noise=False, n_test=240, images_per_patient=3, seeds=(0, 1, 2)):
+        rng = np.random.default_rng(0)
+        patients = n_test // images_per_patient
+        test_y = np.repeat(rng.random(patients) < 0.4, images_per_patient).astype(np.int64)[:, None]
+        self.noise = {s: np.random.default_rng(100 + (0 if same_noise else s)).normal(size=(n_test + 80, 1)) for s in seeds}
+        self.signal_of_seed = signal_of_seed
+        spec = UtilitySpec(ratios=(1.0,), sizes=(1.0,), seeds=seeds)
+        validation_y = (np.arange(80) % 2)[:, None]
+        super().__init__(100, 100, validation_y, test_y, (np.arange(100) % 2)[:, None], (np.arange(100) % 2)[:, None],
+                         ("finding",), spec, StatisticsSpec(n_boot=400),
+                         test_groups=np.repeat([f"p{k}" for k in range(patients)], images_per_patient))
+
+    def fit_predict(self, framework, real, synthetic, seed):
+        y = np.concatenate([self.validation_y, self.test_y]).astype(float)
+        scores = self.signal_of_seed(seed) * y + self.noise[seed]
+        return scores[:80], scores[80:]
+
+
+def test_grid_intervals_include_seed_variation_and_resample_test_patients():
+    agreeing = {c.framework: c for c in ScoredGrid(lambda seed: 1.0, same_noise=True).run()}
+    disagreeing = {c.framework: c for c in ScoredGrid(lambda seed: (0.3, 1.0, 2.0)[seed]).run()}
+    test_y, groups = ScoredGrid(lambda seed: 1.0).test_y[:, 0], np.repeat(np.arange(80), 3)
+    for framework, cell in disagreeing.items():
+        ci = cell.auroc_ci["finding"]
+        assert ci.value == pytest.approx(cell.metrics["finding"]["auroc"].mean)  # mean over seeds of each run's AUROC
+        assert (ci.resampled, ci.clusters, ci.seeds, ci.n) == ("patients", 80, 3, 240)
+        assert (ci.positives, ci.negatives) == (int(test_y.sum()), int(240 - test_y.sum()))
+        assert cell.seed_scores["finding"].shape == (3, 240)
+        calm = agreeing[framework].auroc_ci["finding"]
+        assert ci.high - ci.low > 2 * (calm.high - calm.low)
+    # seeds that agree add nothing: the interval is the test-patient bootstrap of any one seed's scores
+    r_scores = agreeing["R"].seed_scores["finding"][0]
+    test_only = bootstrap_metrics(test_y, r_scores, 0.5, n_boot=400, seed=0, groups=groups)["auroc"]
+    assert (agreeing["R"].auroc_ci["finding"].low, agreeing["R"].auroc_ci["finding"].high) == pytest.approx(
+        (test_only.low, test_only.high))
+    versus = disagreeing["R+S"].versus_real["finding"]
+    assert versus.value == pytest.approx(0.0, abs=1e-12) and versus.low < -0.1 and versus.high > 0.1
+    assert agreeing["R+S"].versus_real["finding"].high == 0.0 and versus.seeds == 3
+
+
+def test_pretrained_intervals_resample_test_patients_and_synthetic_images():
+    rng = np.random.default_rng(0)
+    y_val, y_syn = (rng.random(100) < 0.5).astype(int), (rng.random(60) < 0.3).astype(int)
+    y_test = np.repeat((rng.random(50) < 0.5).astype(int), 4)
+    score = lambda y: y * 0.6 + rng.random(len(y)) * 0.5  # noqa: E731
+    groups = (np.repeat([f"p{k}" for k in range(50)], 4), np.array([f"image:{k}.png" for k in range(60)]))
+    result = pretrained_evaluation({"c": (y_val, y_test, y_syn)}, {"c": (score(y_val), score(y_test), score(y_syn))},
+                                   n_boot=100, seed=0, groups=groups)["c"]
+    real, synthetic, difference = result.real["recall"], result.synthetic["auroc"], result.auroc_difference
+    assert (real.resampled, real.clusters, real.positives, real.negatives) == ("patients", 50, y_test.sum(), 200 - y_test.sum())
+    assert (synthetic.resampled, synthetic.clusters, synthetic.positives) == ("images", 60, y_syn.sum())
+    assert difference.resampled == "patients" and difference.positives == min(y_test.sum(), y_syn.sum())
+
+
+def _train_collection(n_patients, images_per_patient=3, name="train", offset=0):
+    n = n_patients * images_per_patient
+    groups = tuple(f"{name}-p{(offset + k) // images_per_patient}" for k in range(n))
+    return Collection(name=name, datasets=(name,), paths=tuple(Path(f"{name}/{k}.png") for k in range(n)),
+                      digests=tuple(f"{offset + k:064x}" for k in range(n)), labels=(np.arange(n) % 2)[:, None],
+                      classes=("finding",), groups=groups)
+
+
+def test_threshold_split_is_the_models_own_validation_split():
+    from synthgate.models.training import TrainSettings, held_out_split, planned_card
+
+    train = _train_collection(40)
+    card = planned_card(train, ("finding",), TrainSettings(seed=3))
+    pool, validation = validation_split(train, card)
+    model_train, model_validation = held_out_split(train, TrainSettings(seed=3))
+    assert list(validation) == list(model_validation) and list(pool) == list(model_train)
+    assert set(validation) != set(validation_split(train)[1])  # not the seed-0 split the default gives
+    order = np.random.default_rng(0).permutation(len(train))  # rows in another order: the same patients held out
+    shuffled = train.subset(order)
+    held = {shuffled.digests[i] for i in validation_split(shuffled, planned_card(shuffled, ("finding",), TrainSettings(seed=3)))[1]}
+    assert held == {train.digests[i] for i in validation}
+
+
+def test_threshold_split_excludes_what_a_model_trained_on_source_images_saw():
+    from synthgate.models.training import TrainSettings, held_out_split, planned_card
+
+    train = _train_collection(40)
+    source = _train_collection(30, name="train", offset=45)  # patients p15..p44: half are also in the reference train
+    card = planned_card(source, ("finding",), TrainSettings(seed=1))
+    pool, validation = validation_split(train, card, source)
+    seen = {source.groups[i] for i in held_out_split(source, TrainSettings(seed=1))[0]}
+    assert not seen & {train.groups[i] for i in validation}
+    assert sorted(np.concatenate([pool, validation])) == list(range(len(train)))
+    default_validation = held_out_split(train, TrainSettings(seed=1))[1]
+    assert len(validation) < len(default_validation)  # some validation patients were seen, and moved to the pool

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
+from synthgate.measures.bootstrap import design, weight_blocks
 from synthgate.measures.metrics import (
     Estimate,
     MeanStd,
@@ -18,7 +19,6 @@ from synthgate.measures.metrics import (
     summarise_seeds,
     unpaired_difference,
 )
-from synthgate.measures.metrics import _resample_indices
 
 
 def _data(n, seed=0, prevalence=0.3, signal=1.0):
@@ -198,12 +198,12 @@ def test_wider_ci_level_gives_wider_interval():
         bootstrap_metrics(y, s, 0.5, ci=95)
 
 
-def test_stratified_indices_keep_class_counts():
+def test_stratified_resampling_keeps_class_counts():
     y = np.zeros(50, bool)
     y[[3, 17]] = True
-    idx = _resample_indices(y, 100, np.random.default_rng(0), stratified=True)
-    assert idx.shape == (100, 50)
-    assert (y[idx].sum(axis=1) == 2).all()
+    (w,) = weight_blocks(design(y), 100, np.random.default_rng(0))
+    assert w.shape == (100, 50)
+    assert (w @ y == 2).all() and (w.sum(axis=1) == 50).all()
 
 
 def test_rare_positives_bootstrap_is_finite_stratified_and_nan_tolerant_unstratified():
@@ -230,7 +230,8 @@ def test_bootstrap_1000_by_1000_is_fast():
 
 def test_paired_difference_of_identical_scores_is_exactly_zero():
     y, s = _data(300, seed=12)
-    assert paired_auroc_difference(y, s, s.copy(), n_boot=200) == Estimate(0.0, 0.0, 0.0, 300)
+    d = paired_auroc_difference(y, s, s.copy(), n_boot=200)
+    assert (d.value, d.low, d.high, d.n) == (0.0, 0.0, 0.0, 300)
 
 
 def test_paired_difference_detects_better_model_and_is_tighter_than_unpaired():

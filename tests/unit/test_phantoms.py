@@ -1,4 +1,4 @@
-"""Unit tests for synthgate.demo.phantoms: determinism, anatomy, findings, sites, cohorts."""
+"""Unit tests for synthgate.demo.phantoms and .sites: determinism, anatomy, findings, sites, cohorts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synthgate.demo import phantoms as P
-from synthgate.demo.phantoms import FINDINGS, SITES, PhantomSpec, Site, render, render_spec, sample_cohort
+from synthgate.demo.phantoms import render, render_spec
+from synthgate.demo.sites import FINDING_STREAM, FINDINGS, PATIENT_STREAM, SITES, PhantomSpec, Site, sample_cohort
 
 MASS, EFFUSION, CARDIOMEGALY = FINDINGS
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
@@ -167,8 +168,8 @@ def test_cardiothoracic_ratio_separates_populations(site):
 def test_true_cardiothoracic_ratio_is_normal_or_clearly_enlarged():
     """The drawn geometry itself: ~0.42 normal, > 0.55 with cardiomegaly."""
     for seed in range(50):
-        pat = P._draw_patient(np.random.default_rng([seed, P._PATIENT_STREAM]), SITES["site-a"])
-        fnd = P._draw_findings(np.random.default_rng([seed, P._FINDING_STREAM]))
+        pat = P._draw_patient(np.random.default_rng([seed, PATIENT_STREAM]), SITES["site-a"])
+        fnd = P._draw_findings(np.random.default_rng([seed, FINDING_STREAM]))
         acq = P._draw_acquisition(np.random.default_rng(seed), SITES["site-a"], 8)
         for wanted, lo, hi in ((frozenset(), 0.36, 0.48), (frozenset({CARDIOMEGALY}), 0.55, 0.70)):
             assert lo <= P._scene(pat, acq, fnd, wanted)["ctr"] <= hi

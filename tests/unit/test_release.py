@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from synthgate.config.toml import ConfigError
-from synthgate.config.release import content_hash, load_release, read_manifest, resolve_member
+from synthgate.config.manifest import read_manifest
+from synthgate.config.release import content_hash, load_release, resolve_member
 from synthgate.storage import sha256_file
 from tests.conftest import HANDMADE_TOML, write_handmade_release
 

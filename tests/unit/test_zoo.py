@@ -1,4 +1,4 @@
-"""synthgate.models.zoo: model cards, the xrv weights table, leakage, and safe loading.
+"""synthgate.models.loading, .safe_load and .card: loading models safely, checkpoints, cards, specs.
 
 Weight files are made here in torchxrayvision's format (``torch.save`` of a
 whole randomly initialised ``xrv.models.DenseNet``); nothing is downloaded.
@@ -17,25 +17,24 @@ from pathlib import Path
 import pytest
 import torch
 
-from synthgate.models import zoo
-from synthgate.storage import fingerprint, sha256_file
-from synthgate.models.compat import import_xrv
-from synthgate.models.zoo import (
-    XRV_WEIGHTS,
-    ModelCard,
+from synthgate.models import loading, safe_load, weights
+from synthgate.models.card import ARCHITECTURE, NORMALISATION, ModelCard, card_path
+from synthgate.models.loading import (
     ModelCardError,
     ModelLoadError,
     ModelSpec,
     ModelSpecError,
     WeightsNotFoundError,
 )
+from synthgate.models.weights import XRV_WEIGHTS
+from synthgate.storage import fingerprint, sha256_file
 
 
 @pytest.fixture(scope="module")
 def xrv_module() -> torch.nn.Module:
     """A DenseNet whose every parameter and buffer differs from a fresh one."""
     torch.manual_seed(0)
-    model = zoo.build_densenet(18)
+    model = loading.build_densenet(18)
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
             if tensor.is_floating_point():
@@ -47,8 +46,8 @@ def xrv_module() -> torch.nn.Module:
 def weights_dir(tmp_path_factory, xrv_module) -> Path:
     """'nih' saved in torch's zip format, 'all' in the legacy format of xrv's own files."""
     directory = tmp_path_factory.mktemp("xrv-weights")
-    torch.save(xrv_module, directory / zoo.weights_filename("nih"))
-    torch.save(xrv_module, directory / zoo.weights_filename("all"), _use_new_zipfile_serialization=False)
+    torch.save(xrv_module, directory / weights.weights_filename("nih"))
+    torch.save(xrv_module, directory / weights.weights_filename("all"), _use_new_zipfile_serialization=False)
     return directory
 
 
@@ -68,12 +67,12 @@ def expected(xrv_module, images) -> torch.Tensor:
 def make_card(**changes) -> ModelCard:
     card = ModelCard(
         model_id="test-densenet",
-        architecture=zoo.ARCHITECTURE,
+        architecture=ARCHITECTURE,
         training_datasets=["padchest"],
         training_fingerprint=fingerprint(["a" * 64, "b" * 64]),
         outputs=[f"finding{i}" for i in range(18)],
         input_size=224,
-        normalisation=zoo.NORMALISATION,
+        normalisation=NORMALISATION,
         validation_metrics={"auroc": {"finding0": 0.75}, "loss": 0.5},
         seed=3,
         library_versions={"torch": "2.13"},
@@ -87,43 +86,43 @@ def make_card(**changes) -> ModelCard:
 
 @pytest.mark.parametrize("name", ["nih", "all"], ids=["zip-format", "legacy-format"])
 def test_xrv_weights_load_identical_to_saved_module(name, weights_dir, images, expected):
-    loaded = zoo.load_model({"xrv": name, "weights_dir": str(weights_dir)})
+    loaded = loading.load_model({"xrv": name, "weights_dir": str(weights_dir)})
 
     assert not loaded.module.training
     with torch.no_grad():
         assert torch.equal(loaded.module(images), expected)
     assert loaded.outputs == list(XRV_WEIGHTS[name].outputs)
     assert loaded.model_id == loaded.card.model_id
-    assert loaded.model_id == f"xrv:{name}:" + sha256_file(weights_dir / zoo.weights_filename(name))[:16]
+    assert loaded.model_id == f"xrv:{name}:" + sha256_file(weights_dir / weights.weights_filename(name))[:16]
     assert loaded.card.source == f"torchxrayvision:{name}"
     assert loaded.card.training_fingerprint is None
 
 
 def test_allow_list_is_exactly_what_a_pickled_densenet_needs(weights_dir):
-    path = weights_dir / zoo.weights_filename("nih")
+    path = weights_dir / weights.weights_filename("nih")
     found = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
-    assert found == {zoo._global_name(cls) for cls in zoo.xrv_module_classes()}
+    assert found == {safe_load.global_name(cls) for cls in safe_load.xrv_module_classes()}
 
 
 def test_missing_weights_message_names_file_folder_and_url(tmp_path):
     with pytest.raises(WeightsNotFoundError) as caught:
-        zoo.load_xrv_weights("nih", tmp_path)
+        loading.load_xrv_weights("nih", tmp_path)
     message = str(caught.value)
     assert isinstance(caught.value, ModelLoadError)
-    assert zoo.weights_filename("nih") == "nih-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt"
-    assert zoo.weights_filename("nih") in message
+    assert weights.weights_filename("nih") == "nih-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt"
+    assert weights.weights_filename("nih") in message
     assert str(tmp_path) in message
     assert XRV_WEIGHTS["nih"].weights_url in message
 
 
 def test_default_weights_dir_honours_env(monkeypatch, tmp_path):
-    monkeypatch.setenv(zoo.WEIGHTS_DIR_ENV, str(tmp_path))
-    assert zoo.default_weights_dir() == tmp_path
-    assert zoo.resolve_weights_path("pc", zoo.default_weights_dir()) == tmp_path / zoo.weights_filename("pc")
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path))
+    assert weights.default_weights_dir() == tmp_path
+    assert weights.resolve_weights_path("pc", weights.default_weights_dir()) == tmp_path / weights.weights_filename("pc")
     with pytest.raises(WeightsNotFoundError, match=str(tmp_path)):
-        zoo.load_model(ModelSpec(xrv="pc"))
-    monkeypatch.delenv(zoo.WEIGHTS_DIR_ENV)
-    assert zoo.default_weights_dir() == Path.home() / ".torchxrayvision" / "models_data"
+        loading.load_model(ModelSpec(xrv="pc"))
+    monkeypatch.delenv(weights.WEIGHTS_DIR_ENV)
+    assert weights.default_weights_dir() == Path.home() / ".torchxrayvision" / "models_data"
 
 
 class CreatesMarker:
@@ -149,11 +148,11 @@ def write_malicious(path: Path, marker: Path, kind: str) -> None:
 @pytest.mark.parametrize("kind", ["zip", "legacy", "raw-pickle"])
 def test_malicious_xrv_file_is_refused_and_not_run(kind, tmp_path):
     marker = tmp_path / "pwned"
-    path = tmp_path / zoo.weights_filename("nih")
+    path = tmp_path / weights.weights_filename("nih")
     write_malicious(path, marker, kind)
 
     with pytest.raises(ModelLoadError) as caught:
-        zoo.load_xrv_weights("nih", tmp_path)
+        loading.load_xrv_weights("nih", tmp_path)
 
     assert not marker.exists()
     assert str(path) in str(caught.value)
@@ -165,39 +164,39 @@ def test_malicious_checkpoint_is_refused_and_not_run(kind, tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "model.pt"
     write_malicious(path, marker, kind)
-    make_card().save(zoo.card_path(path))
+    make_card().save(card_path(path))
 
     with pytest.raises(ModelLoadError, match="system") as caught:
-        zoo.load_checkpoint(path)
+        loading.load_checkpoint(path)
 
     assert not marker.exists()
     assert str(path) in str(caught.value)
 
 
 def test_unreadable_file_is_a_load_error(tmp_path):
-    (tmp_path / zoo.weights_filename("pc")).write_bytes(b"<html>rate limited</html>")
+    (tmp_path / weights.weights_filename("pc")).write_bytes(b"<html>rate limited</html>")
     with pytest.raises(ModelLoadError, match="not a readable torch weights file"):
-        zoo.load_xrv_weights("pc", tmp_path)
+        loading.load_xrv_weights("pc", tmp_path)
 
 
 def test_wrong_shapes_are_refused(tmp_path):
-    torch.save(zoo.build_densenet(14), tmp_path / zoo.weights_filename("nih"))
+    torch.save(loading.build_densenet(14), tmp_path / weights.weights_filename("nih"))
     with pytest.raises(ModelLoadError, match=r"wrong shapes: classifier\.bias \(14,\) != \(18,\)"):
-        zoo.load_xrv_weights("nih", tmp_path)
+        loading.load_xrv_weights("nih", tmp_path)
 
 
 def test_extra_and_missing_keys_are_refused(tmp_path, xrv_module):
-    torch.save({"extra.weight": torch.zeros(3)}, tmp_path / zoo.weights_filename("chex"))
+    torch.save({"extra.weight": torch.zeros(3)}, tmp_path / weights.weights_filename("chex"))
     with pytest.raises(ModelLoadError, match=r"missing keys: .*\(\+\d+ more\); unexpected keys: extra\.weight"):
-        zoo.load_xrv_weights("chex", tmp_path)
+        loading.load_xrv_weights("chex", tmp_path)
 
     checkpoint = tmp_path / "model.pt"
     state = dict(xrv_module.state_dict(), **{"extra.weight": torch.zeros(3)})
     del state["classifier.bias"]
     torch.save(state, checkpoint)
-    make_card().save(zoo.card_path(checkpoint))
+    make_card().save(card_path(checkpoint))
     with pytest.raises(ModelLoadError, match=r"missing keys: classifier\.bias; unexpected keys: extra\.weight"):
-        zoo.load_checkpoint(checkpoint)
+        loading.load_checkpoint(checkpoint)
 
 
 # --- synthgate checkpoints ---------------------------------------------------
@@ -206,15 +205,15 @@ def test_extra_and_missing_keys_are_refused(tmp_path, xrv_module):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, xrv_module) -> tuple[Path, ModelCard]:
     path = tmp_path_factory.mktemp("checkpoint") / "model.pt"
-    return path, zoo.save_checkpoint(xrv_module, make_card(), path)
+    return path, loading.save_checkpoint(xrv_module, make_card(), path)
 
 
 def test_checkpoint_round_trip(checkpoint, images, expected):
     path, saved = checkpoint
 
-    loaded = zoo.load_model(ModelSpec.from_config({"checkpoint": path.name}, path.parent))
+    loaded = loading.load_model(ModelSpec.from_config({"checkpoint": path.name}, path.parent))
 
-    assert saved.model_id == loaded.model_id == zoo.checkpoint_model_id(path)
+    assert saved.model_id == loaded.model_id == loading.checkpoint_model_id(path)
     assert loaded.card == saved == ModelCard.load(path.parent / "model.pt.card.json")
     assert loaded.outputs == make_card().outputs
     with torch.no_grad():
@@ -225,21 +224,21 @@ def test_checkpoint_round_trip(checkpoint, images, expected):
 def test_checkpoint_without_card_is_refused(tmp_path):
     torch.save({}, tmp_path / "model.pt")
     with pytest.raises(ModelCardError, match=r"no model card at .*model\.pt\.card\.json"):
-        zoo.load_checkpoint(tmp_path / "model.pt")
+        loading.load_checkpoint(tmp_path / "model.pt")
 
 
 def test_card_of_another_checkpoint_is_refused(tmp_path, checkpoint):
     path, _ = checkpoint
     other = tmp_path / "other.pt"
     torch.save({}, other)
-    shutil.copy(zoo.card_path(path), zoo.card_path(other))
+    shutil.copy(card_path(path), card_path(other))
     with pytest.raises(ModelCardError, match="belongs to a different checkpoint"):
-        zoo.load_checkpoint(other)
+        loading.load_checkpoint(other)
 
 
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(WeightsNotFoundError, match="checkpoint not found"):
-        zoo.load_model({"checkpoint": str(tmp_path / "absent.pt")})
+        loading.load_model({"checkpoint": str(tmp_path / "absent.pt")})
 
 
 # --- model cards ---------------------------------------------------------------
@@ -319,41 +318,7 @@ def test_spec_errors(table, message, tmp_path):
         ModelSpec.from_config(table, tmp_path)
 
 
-# --- weights table and leakage ---------------------------------------------------
-
-
-def test_table_matches_torchxrayvision_source():
-    model_urls = import_xrv().models.model_urls
-    for name, entry in XRV_WEIGHTS.items():
-        assert entry.weights_url == model_urls[name]["weights_url"], name
-        assert list(entry.outputs) == model_urls[name]["labels"], name
-        assert entry.input_size == model_urls[name]["input_resolution"], name
-        assert "-seed0-" in entry.weights_url, name
-
-
-def xrv_card(name: str) -> ModelCard:
-    return zoo.xrv_card(name, model_id=f"xrv:{name}:0")
-
-
-def test_leakage_table():
-    assert zoo.leakage_overlap(xrv_card("all"), ["padchest"]) == {"padchest"}
-    assert zoo.leakage_overlap(xrv_card("nih"), ["padchest"]) == set()
-    assert zoo.leakage_overlap(xrv_card("nih"), ["ranzcr-clip"]) == {"nih-chestxray14"}
-    assert zoo.leakage_overlap(xrv_card("rsna"), ["SIIM_ACR"]) == {"nih-chestxray14"}
-    assert zoo.leakage_overlap(xrv_card("mimic_ch"), ["vindr-cxr", "chexpert"]) == set()
-    assert zoo.leakage_overlap(make_card(training_datasets=["my-private-set"]), ["My Private Set"]) == {
-        "my-private-set"
-    }
-
-
-def test_underlying_datasets_expands_aliases_and_derivations():
-    assert zoo.underlying_datasets("RANZCR_CLiP") == {"ranzcr-clip", "nih-chestxray14"}
-    assert zoo.underlying_datasets("rsna-pneumonia") == {"rsna-pneumonia", "nih-chestxray14"}
-    assert zoo.underlying_datasets("google") == {"google-nih", "nih-chestxray14"}
-    assert zoo.underlying_datasets("pc") == {"padchest"}
-    assert zoo.underlying_datasets("vindr-cxr") == {"vindr-cxr"}
-    with pytest.raises(ValueError):
-        zoo.underlying_datasets("  ")
+# --- image-set fingerprints -----------------------------------------------------
 
 
 def test_image_set_fingerprint_ignores_order():

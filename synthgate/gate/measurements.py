@@ -1,0 +1,194 @@
+"""How each gate criterion reads its number from a release evaluation.
+
+One small function per kind of criterion, each returning a :class:`Measurement`:
+the number judged (with its interval where there is one), the real-vs-real baseline
+beside it, the evidence rows the report attaches, and, when the number could not be
+measured, why. They read what the evaluation computes; they never judge.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from synthgate.measures.metrics import Estimate
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The number a criterion is judged on; ``problem`` says why there is none."""
+
+    value: float | None = None
+    low: float | None = None
+    high: float | None = None
+    n: int | None = None
+    positives: int | None = None
+    negatives: int | None = None
+    baseline: float | None = None
+    baseline_text: str = ""
+    rows: list[dict] = field(default_factory=list)
+    problem: str = ""
+    note: str = ""
+
+    @classmethod
+    def of(cls, estimate: Estimate, **extra) -> Measurement:
+        counts = {key: getattr(estimate, key, None) for key in ("positives", "negatives")}
+        return cls(value=estimate.value, low=estimate.low, high=estimate.high, n=estimate.n, **counts, **extra)
+
+    @classmethod
+    def missing(cls, problem: str) -> Measurement:
+        return cls(problem=problem)
+
+    @property
+    def has_interval(self) -> bool:
+        return self.low is not None and self.high is not None
+
+    def number(self, judge: str) -> float | None:
+        """The number that must clear the bound: the point estimate or one CI bound."""
+        chosen = {"point": self.value, "ci_low": self.low, "ci_high": self.high}[judge]
+        if chosen is None and judge != "point":
+            chosen = self.value  # no interval (e.g. a count): the point is all there is
+        return None if chosen is None or math.isnan(chosen) else chosen
+
+
+# --------------------------------------------------------------------------- files and leakage
+
+
+def _count(offences) -> Measurement:
+    return Measurement(value=float(len(offences)), rows=[{"file": o.file, "problem": o.problem} for o in offences])
+
+
+def integrity(check: str):
+    def measure(evaluation, class_name=None) -> Measurement:
+        return _count(evaluation.integrity.problems[check])
+
+    return measure
+
+
+def leakage(check: str):
+    def measure(evaluation, class_name=None) -> Measurement:
+        return _count(evaluation.leakage[check])
+
+    return measure
+
+
+# --------------------------------------------------------------------------- fidelity
+
+
+def pretrained(metric: str):
+    def measure(evaluation, class_name: str) -> Measurement:
+        result = _pretrained(evaluation, class_name)
+        if isinstance(result, Measurement):
+            return result
+        real = result.real[metric]
+        return Measurement.of(result.synthetic[metric], baseline=real.value, baseline_text=f"real test: {real}")
+
+    return measure
+
+
+def synthetic_minus_real(evaluation, class_name: str) -> Measurement:
+    result = _pretrained(evaluation, class_name)
+    if isinstance(result, Measurement):
+        return result
+    return Measurement.of(result.auroc_difference, baseline=0.0, baseline_text="0 when synthetic scores like real")
+
+
+def _pretrained(evaluation, class_name: str):
+    if class_name not in evaluation.release.class_names:
+        return Measurement.missing(f"the release has no class {class_name!r}, which the policy requires")
+    result = evaluation.pretrained[class_name]
+    return Measurement.missing(result.problem) if result.problem else result
+
+
+# --------------------------------------------------------------------------- utility
+
+
+def _cells(evaluation, class_name: str, framework: str, full_size_only: bool):
+    """The grid cells a utility criterion judges, or a Measurement saying why they cannot be judged."""
+    if class_name not in evaluation.release.class_names:
+        return Measurement.missing(f"the release has no class {class_name!r}, which the policy requires")
+    cells = [c for c in evaluation.utility if c.framework == framework]
+    if full_size_only:
+        cells = [c for c in cells if c.size == max(c.size for c in evaluation.utility)]
+    if not cells:
+        return Measurement.missing(f"the retraining grid has no {framework} cell")
+    for cell in cells:  # every cell the policy requires must run: none may be dropped
+        if cell.unavailable:
+            return Measurement.missing(f"{cell.label}: {cell.unavailable}")
+        if framework != "R" and cell.n_synthetic < 1:
+            return Measurement.missing(f"{cell.label}: holds no synthetic image")
+        if class_name in cell.problems:
+            return Measurement.missing(f"{cell.label}: {cell.problems[class_name]}")
+    return cells
+
+
+def _worst(cells, value_of, baseline_text: str) -> Measurement:
+    worst_cell = min(cells, key=lambda c: value_of(c).value)
+    rows = [{"cell": c.label, "value": f"{value_of(c)}"} for c in cells]
+    return Measurement.of(value_of(worst_cell), rows=rows, baseline_text=baseline_text, note=f"worst cell: {worst_cell.label}")
+
+
+def train_on_synthetic(evaluation, class_name: str) -> Measurement:
+    cells = _cells(evaluation, class_name, "S", full_size_only=False)
+    if isinstance(cells, Measurement):
+        return cells
+    real = {c.size: c for c in evaluation.utility if c.framework == "R" and not c.unavailable}
+    full = real.get(max(real)) if real else None
+    text = f"R at full size: {full.auroc_ci[class_name]}" if full and class_name in full.auroc_ci else ""
+    return _worst(cells, lambda c: c.auroc_ci[class_name], text)
+
+
+def versus_real(framework: str):
+    def measure(evaluation, class_name: str) -> Measurement:
+        cells = _cells(evaluation, class_name, framework, full_size_only=True)
+        if isinstance(cells, Measurement):
+            return cells
+        return _worst(cells, lambda c: c.versus_real[class_name], "0 when adding synthetic data changes nothing")
+
+    return measure
+
+
+# --------------------------------------------------------------------------- distribution and privacy
+
+
+def frechet_ratio(evaluation, class_name=None) -> Measurement:
+    distribution = evaluation.distribution
+    overall = distribution.frechet["all"]
+    rows = [{"scope": scope, "synthetic vs real": f"{c.synthetic:.2f}", "real vs real": f"{c.baseline:.2f}",
+             "ratio": f"{c.ratio:.2f}"} for scope, c in distribution.frechet.items()]
+    return Measurement(value=overall.ratio, baseline=1.0, rows=rows, n=distribution.n_synthetic,
+                       baseline_text=f"{overall.synthetic:.2f} vs real-vs-real {overall.baseline:.2f}",
+                       note=f"against the {distribution.target}")
+
+
+def detectability(evaluation, class_name=None) -> Measurement:
+    distribution = evaluation.distribution
+    baseline = distribution.baseline_detectability
+    return Measurement.of(distribution.detectability, baseline=baseline.value, baseline_text=f"real vs real: {baseline}",
+                          note=f"against the {distribution.target}")
+
+
+def duplicate_fraction(evaluation, class_name=None) -> Measurement:
+    distribution = evaluation.distribution
+    fraction = distribution.duplicate_fraction
+    rows = [{"cluster": k + 1, "images": len(c), "examples": ", ".join(p.rsplit("/", 1)[-1] for p in c[:5])}
+            for k, c in enumerate(distribution.duplicate_clusters)]
+    return Measurement(value=fraction.synthetic, baseline=fraction.baseline, rows=rows, n=distribution.n_synthetic,
+                       baseline_text=f"real: {fraction.baseline:.3f}",
+                       note=f"{len(distribution.duplicate_clusters)} clusters")
+
+
+def copies_of(real_set: str):
+    def measure(evaluation, class_name=None) -> Measurement:
+        privacy = evaluation.privacy
+        if real_set not in privacy.matches:
+            return Measurement.missing(f"no {real_set} to compare with")
+        flagged = [p for p in privacy.flagged if p.real_set == real_set]
+        rows = [{"synthetic": p.synthetic, "real": p.real, "similarity": f"{p.similarity:.4f}",
+                 "feature similarity": f"{p.feature_similarity:.4f}"} for p in flagged]
+        baseline = privacy.baseline[real_set]
+        return Measurement(value=float(privacy.matches[real_set][0].max()), baseline=baseline, rows=rows,
+                           baseline_text=f"held-out real images reach {baseline:.3f}",
+                           note=f"{len(flagged)} synthetic images above the limit")
+
+    return measure

@@ -1,0 +1,230 @@
+"""Gathering what a gate session computed into plain data.
+
+``gather`` reads the results a session already computed (it never starts a new
+computation) into dicts, lists, numbers and strings, so the HTML report, the CSV/JSON
+tables and the scores file show the same numbers, and a pytest-xdist worker can hand
+its results to the controller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from synthgate.measures.metrics import METRICS
+
+SAMPLES_PER_CLASS = 6
+PAIRS_SHOWN = 8
+DETAIL_ROWS_KEPT = 100
+
+
+def gather(gate) -> dict:
+    """Plain data of everything the gate session computed: identity, policy, model card, tables, scores, samples."""
+    evaluation = gate.evaluation
+    computed = evaluation.computed
+    data = {
+        "release": _identity(evaluation),
+        "policy": _policy(gate),
+        "near_duplicates": _near_duplicates(evaluation),
+        "samples": _samples(evaluation),
+    }
+    if computed("model"):
+        data["model_card"] = dataclasses.asdict(evaluation.model.card)
+    elif computed("model_card"):
+        data["model_card"] = dataclasses.asdict(evaluation.model_card)
+    if computed("pretrained"):
+        data["pretrained"] = _pretrained_rows(evaluation)
+    if computed("utility"):
+        data["utility"] = _utility_rows(evaluation)
+    if computed("pretrained") or computed("utility"):
+        data["scores"] = _scores(evaluation)
+    if computed("privacy"):
+        data["memorisation"] = [{"synthetic": p.synthetic, "match": p.real, "similarity": p.similarity,
+                                 "feature_similarity": p.feature_similarity, "real_set": p.real_set}
+                                for p in evaluation.privacy.worst_pairs]
+        data["feature_neighbours"] = {name: {"synthetic_median": c.synthetic, "real_median": c.baseline}
+                                      for name, c in evaluation.privacy.feature_neighbours.items()}
+    return plain(data)
+
+
+def plain(value):
+    """JSON's types only (numpy scalars unwrapped, NaN as None): safe to send between processes and to write."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _policy(gate) -> dict:
+    """The policy applied and every requirement with the file that set its bound."""
+    policy = gate.policy
+    return {
+        "file": policy.file.name if not policy.builtin else "built-in default policy",
+        "builtin": policy.builtin,
+        "sha256": policy.sha256,
+        "min_positives": policy.min_positives,
+        "min_negatives": policy.min_negatives,
+        "accept_missing": sorted(policy.accept_missing),
+        "grid": dataclasses.asdict(gate.release.utility),
+        "requirements": [{"key": r.key, "criterion": r.criterion, "class": r.class_name, "bound": r.bound,
+                          "direction": r.spec.direction, "judge": r.judge, "source": r.source}
+                         for r in gate.requirements],
+    }
+
+
+def _identity(evaluation) -> dict:
+    release = evaluation.release
+    reference = release.reference
+    return {
+        "name": release.name,
+        "path": str(release.root),
+        "description": release.description,
+        "content_hash": evaluation.integrity.content_hash,
+        "config_hash": release.config_hash,
+        "images": len(release.manifest.rows),
+        "class_counts": evaluation.class_counts,
+        "classes": [dataclasses.asdict(c) for c in release.classes],
+        "generator": release.generator,
+        "source_datasets": list(release.source_datasets),
+        "reference": None if reference is None else {
+            which: {"path": str(ref.path), "datasets": list(ref.datasets)}
+            for which, ref in (("train", reference.train), ("test", reference.test))
+        },
+        "statistics": dataclasses.asdict(release.statistics),
+        "evaluated_images": evaluation.evaluated_counts(),
+        "utility_overrides": evaluation.options.utility_overrides,
+    }
+
+
+def _near_duplicates(evaluation) -> dict:
+    pairs = sorted(evaluation.integrity.near_duplicates, key=lambda p: (p[2], p[0], p[1]))
+    return {
+        "count": len(pairs),
+        "max_bits": evaluation.release.integrity.near_duplicate_bits,
+        "closest": [{"a": a, "b": b, "bits": bits} for a, b, bits in pairs[:PAIRS_SHOWN]],
+    }
+
+
+def _spread(items: list, k: int) -> list:
+    """Up to ``k`` items evenly spaced through the list (deterministic, not just the first few)."""
+    if len(items) <= k:
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, k).round().astype(int)]
+
+
+def _samples(evaluation) -> dict:
+    """A few positive images per class: real reference test (when loaded) and synthetic (decodable ones)."""
+    release = evaluation.release
+    decoded = evaluation.integrity.facts
+    samples = {}
+    for name in release.class_names:
+        synthetic = [str(release.root / r.path) for r in release.manifest.rows if r.labels.get(name) == "1" and r.path in decoded]
+        real = []
+        if evaluation.computed("reference_test"):
+            test = evaluation.reference_test
+            real = [str(test.paths[i]) for i in np.flatnonzero(test.column(name))]
+        samples[name] = {"real test": _spread(real, SAMPLES_PER_CLASS), "synthetic": _spread(synthetic, SAMPLES_PER_CLASS)}
+    return samples
+
+
+def _estimate_columns(prefix: str, estimate) -> dict:
+    if estimate is None:
+        return {prefix: None, f"{prefix}_ci_low": None, f"{prefix}_ci_high": None}
+    return {prefix: estimate.value, f"{prefix}_ci_low": estimate.low, f"{prefix}_ci_high": estimate.high}
+
+
+def _pretrained_rows(evaluation) -> list[dict]:
+    """One row per class and image set (real test, synthetic), at the threshold chosen on validation."""
+    splits = evaluation.splits
+    rows = []
+    for name, result in evaluation.pretrained.items():
+        for set_name, split, estimates in (("real test", "test", result.real), ("synthetic", "synthetic", result.synthetic)):
+            labels = splits[split].column(name)
+            row = {"class": name, "set": set_name, "images": len(labels), "positives": int(labels.sum()),
+                   "threshold": result.threshold}
+            for metric in METRICS:
+                row.update(_estimate_columns(metric, estimates[metric] if estimates else None))
+            synthetic_row = set_name == "synthetic"
+            row.update(_estimate_columns("auroc_difference", result.auroc_difference if synthetic_row else None))
+            row["problem"] = result.problem if synthetic_row else ""
+            rows.append(row)
+    return rows
+
+
+def cell_id(framework: str, size: float, ratio: float | None) -> str:
+    """A grid cell's name in the tables and the scores file, e.g. ``R+S@1x2`` (full size, 2 synthetic per real)."""
+    return f"{framework}@{size:g}" + (f"x{ratio:g}" if ratio is not None else "")
+
+
+def _utility_rows(evaluation) -> list[dict]:
+    """One row per class and grid cell; metrics are mean and sd over seeds, AUROC also of the seed-averaged scores."""
+    seeds = len(evaluation.utility_spec.seeds)
+    rows = []
+    for name in evaluation.release.class_names:
+        for cell in evaluation.utility:
+            row = {"class": name, "cell": cell_id(cell.framework, cell.size, cell.ratio), "framework": cell.framework,
+                   "size": cell.size, "ratio": cell.ratio, "n_real": cell.n_real, "n_synthetic": cell.n_synthetic,
+                   "seeds": seeds}
+            for metric in METRICS:
+                mean_std = cell.metrics.get(name, {}).get(metric)
+                row[f"{metric}_mean"], row[f"{metric}_sd"] = mean_std if mean_std else (None, None)
+            row.update(_estimate_columns("ensemble_auroc", cell.auroc_ci.get(name)))
+            row.update(_estimate_columns("versus_real", cell.versus_real.get(name)))
+            row["problem"] = cell.problems.get(name, "")
+            row["unavailable"] = cell.unavailable
+            rows.append(row)
+    return rows
+
+
+def _scores(evaluation) -> dict:
+    """Per image set: image ids, labels and the scores every table was computed from."""
+    splits, release = evaluation.splits, evaluation.release
+    computed = evaluation.computed
+    wanted = {"real test": "test"}
+    if computed("pretrained"):
+        wanted = {"validation": "validation", "real test": "test", "synthetic": "synthetic"}
+    index = evaluation.class_outputs()
+    scores = {}
+    for set_name, split in wanted.items():
+        collection = splits[split]
+        entry = {
+            "images": [Path(os.path.relpath(p, release.root)).as_posix() for p in collection.paths],
+            "sha256": list(collection.digests),
+            "labels": {name: collection.column(name).tolist() for name in release.class_names},
+        }
+        if computed("pretrained"):
+            model_scores = evaluation.embeddings(collection).scores
+            entry["pretrained"] = {name: model_scores[:, k].tolist() for name, k in index.items()}
+        scores[set_name] = entry
+    if computed("utility"):
+        scores["real test"]["utility"] = {
+            f"{cell_id(c.framework, c.size, c.ratio)}:{name}": s.tolist()
+            for c in evaluation.utility for name, s in c.test_scores.items()
+        }
+    return scores
+
+
+def merge(parts: list[dict]) -> dict:
+    """One report's data from several workers' (each computed what its tests needed)."""
+    merged: dict = {}
+    for part in parts:
+        merged = _merge_two(merged, part)
+    return merged
+
+
+def _merge_two(a, b):
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {key: _merge_two(a.get(key), b.get(key)) if key in a and key in b else a.get(key, b.get(key))
+                for key in {**a, **b}}
+    return a if a else b
