@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from synthgate import clearance
-from synthgate.gate.verdicts import JUDGED_ON
 from synthgate.options import option
 from synthgate.reporting.gather import DETAIL_ROWS_KEPT, gather, merge, plain
 from synthgate.reporting.html import render_html
@@ -39,7 +38,7 @@ def criterion_facts(requirement, measured) -> dict:
                      positives=measured.positives, negatives=measured.negatives, baseline=measured.baseline,
                      baseline_text=measured.baseline_text, problem=measured.problem, note=measured.note,
                      judged_value=measured.number(requirement.judge) if not measured.problem else None,
-                     judged_text=JUDGED_ON[requirement.judge], details_count=len(measured.rows),
+                     details_count=len(measured.rows),
                      details=measured.rows[: DETAIL_ROWS_KEPT])
     return plain(facts)
 

@@ -94,3 +94,14 @@ synthetic_minus_real_auroc = { min = -0.05, judge = "ci_high" }
 def write_policy(path: Path, text: str = HANDMADE_POLICY) -> Path:
     path.write_text(text)
     return path
+
+
+@pytest.fixture(scope="session")
+def quick_demo_policy(tmp_path_factory) -> Path:
+    """The demo's policy with a one-cell-per-framework grid: the same criteria, faster retraining."""
+    from synthgate.demo.world import POLICY_FILE
+
+    text = POLICY_FILE.read_text().replace("ratios = [1.0, 2.0, 3.0]", "ratios = [1.0]")
+    text = text.replace("sizes = [0.1, 0.25, 0.5, 1.0]", "sizes = [1.0]")
+    assert "ratios = [1.0]" in text and "sizes = [1.0]" in text
+    return write_policy(tmp_path_factory.mktemp("policy") / "quick-demo-policy.toml", text)

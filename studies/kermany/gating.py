@@ -1,4 +1,8 @@
-"""Gating the study's releases as CI would, one subprocess each, and keeping what the gate measured."""
+"""Gating the study's releases as CI would, one subprocess each, and keeping what the gate measured.
+
+Every gate run is given the study's gate policy (``--policy``), and nothing that narrows
+or alters the run, so each verdict is one the gate could issue for a customer's release.
+"""
 
 from __future__ import annotations
 
@@ -22,11 +26,11 @@ CHECKS = "quality_checks"
 HOOK = "kermany.measure_hook"  # importable from STUDIES, which each gate run gets on PYTHONPATH
 
 
-def gate(release: Path, reports: Path, cache_dir: Path, extra: list[str] = ()) -> dict:
+def gate(release: Path, reports: Path, cache_dir: Path, policy: Path, extra: list[str] = ()) -> dict:
     """Gate one release as CI would (``python -m pytest quality_checks``) and read back what it wrote."""
     name = release.name
     summary, measurements = reports / f"{name}.json", reports / f"{name}.measurements.json"
-    command = [sys.executable, "-m", "pytest", CHECKS, f"--release={release}", f"--gate-summary={summary}",
+    command = [sys.executable, "-m", "pytest", CHECKS, f"--release={release}", f"--policy={policy}", f"--gate-summary={summary}",
                f"--html={reports / name}.html", "--self-contained-html", f"--synthgate-cache={cache_dir}",
                "-q", "--durations=6", "-p", "no:cacheprovider", "-p", HOOK, *extra]
     python_path = os.pathsep.join([str(STUDIES), *filter(None, [os.environ.get("PYTHONPATH")])])
@@ -42,16 +46,22 @@ def gate(release: Path, reports: Path, cache_dir: Path, extra: list[str] = ()) -
 
 
 def failed_checks(summary: dict) -> list[str]:
-    """Names of failed criteria without module or parameters (``test_x[a]`` -> ``test_x``)."""
-    return sorted({c["id"].split("::")[-1].split("[")[0] for c in summary["criteria"] if c["outcome"] in ("failed", "error")})
+    """Registry names of the failed criteria, without the class (``pretrained_auroc[pneumonia]`` -> ``pretrained_auroc``)."""
+    return sorted({c["name"] for c in summary["criteria"] if c["outcome"] in ("failed", "error")})
 
 
-def train_reference(release: Path, cache_dir: Path) -> dict:
-    """Train (or load from the cache) the reference model exactly as the gate would, and time it."""
-    from synthgate.config.release import load_release
-    from synthgate.evaluation.release_evaluation import GateOptions, ReleaseEvaluation
+def train_reference(release: Path, cache_dir: Path, policy: Path) -> dict:
+    """Train (or load from the cache) the reference model exactly as the gate would, and time it.
 
-    evaluation = ReleaseEvaluation(load_release(release), GateOptions(cache_dir=Path(cache_dir)))
+    The release is opened the way the gate opens it (``GateSession``: the release as the
+    policy measures it), so the model is the one every gate run then finds in the cache.
+    """
+    from synthgate.catalog import Located
+    from synthgate.evaluation.release_evaluation import GateOptions
+    from synthgate.gate.session import GateSession
+
+    session = GateSession(Located(Path(release).resolve()), GateOptions(cache_dir=Path(cache_dir)), str(policy), REPO)
+    evaluation = session.evaluation
     models = Path(cache_dir) / "models"
     before = set(models.glob("*/densenet121.pt")) if models.is_dir() else set()
     start = time.perf_counter()
@@ -78,17 +88,17 @@ def hardware() -> dict:
             "torch": torch.__version__}
 
 
-def run_study(root: Path, cache_dir: Path, reports: Path, extra: list[str] = ()) -> dict:
+def run_study(root: Path, cache_dir: Path, reports: Path, policy: Path, extra: list[str] = ()) -> dict:
     """Gate every release of a built study; write ``results.json``, ``results.md`` and the learning curve."""
     reports.mkdir(parents=True, exist_ok=True)
     folders = release_folders(root)
     facts = json.loads((root / "study.json").read_text())
-    results = {"study": facts, "folder": str(root), "hardware": hardware(), "extra_args": list(extra)}
-    results["reference_model"] = train_reference(next(iter(folders.values())), cache_dir)
+    results = {"study": facts, "folder": str(root), "hardware": hardware(), "policy": str(policy), "extra_args": list(extra)}
+    results["reference_model"] = train_reference(next(iter(folders.values())), cache_dir, policy)
     runs = []
     for name, folder in folders.items():
         print(f"gating {name} ...", file=sys.stderr, flush=True)
-        run = gate(folder, reports, cache_dir, extra)
+        run = gate(folder, reports, cache_dir, policy, extra)
         expect = facts["releases"][name]["expect"]
         run["expected"] = expect
         run["failed"] = failed_checks(run["summary"])
@@ -105,7 +115,11 @@ def run_study(root: Path, cache_dir: Path, reports: Path, extra: list[str] = ())
 
 
 def _digest(summary: dict) -> dict:
-    """What the study keeps of a gate summary: verdict, every criterion's numbers, the two tables."""
-    keep = ("id", "outcome", "value", "ci_low", "ci_high", "minimum", "judged_on", "judged_value", "message")
-    return {"verdict": summary["verdict"], "criteria": [{k: c.get(k) for k in keep} for c in summary["criteria"]],
+    """What the study keeps of a gate summary: verdict, every criterion's numbers, the policy, the two tables."""
+    keep = ("key", "name", "class", "outcome", "value", "ci_low", "ci_high", "positives", "negatives", "minimum", "maximum",
+            "source", "judged_on", "judged_value", "baseline", "message")
+    policy = summary.get("policy") or {}
+    return {"verdict": summary["verdict"], "verdict_reasons": summary.get("verdict_reasons"),
+            "criteria": [{k: c.get(k) for k in keep} for c in summary["criteria"]],
+            "policy": {k: policy.get(k) for k in ("file", "sha256", "min_positives", "min_negatives", "grid")},
             "tables": summary["tables"], "model_card": summary.get("model_card")}

@@ -4,7 +4,9 @@
 format of docs/adapters.md; here Kermany's class folders), how to split it by
 patient, the release.toml every derived release shares, and the releases: a perfect
 stand-in generator (real images the generator's source never contained) that must
-be cleared, and defects that must be blocked, each with its ``[expect]``.
+be cleared, and defects that must be blocked, each with its ``[expect]``. What
+a release must pass is the study's gate policy (``policy = "policy.toml"``, beside
+it), which every gate run of the study is given with ``--policy``.
 
     python studies/kermany/study.py --size 64 --cache DIR    # build; print the release folders
     python studies/kermany/study.py --size 128 --run         # and gate each one: reports/kermany/128px/
@@ -36,7 +38,7 @@ import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 from kermany.build import DEFECTS, PARTS, build_study, release_folders  # noqa: E402
-from synthgate.config.release import DataRef  # noqa: E402
+from synthgate.config.release import POLICY_SECTIONS, DataRef  # noqa: E402
 from synthgate.config.toml import ConfigError, Table, read_toml  # noqa: E402
 
 # Release keys the builder writes (from the study's names, parts and size); the template must leave them out.
@@ -59,6 +61,7 @@ class Study:
     size: int
     patients: float  # fraction of the patient groups used (the CI profile uses fewer)
     gate_args: tuple[str, ...]  # extra arguments for each gate run (a profile's choice)
+    policy: Path  # the gate policy of every gate run (--policy)
     data: DataRef
     fractions: dict[str, float]  # part -> fraction of the patient groups
     source_dataset: str
@@ -72,11 +75,17 @@ class Study:
 
 
 def load_study(file: Path | None = None, size: int | None = None, patients: float | None = None,
-               profile: str | None = None, data: Path | None = None) -> Study:
+               profile: str | None = None, data: Path | None = None, policy: Path | None = None) -> Study:
     """Read and check the study file; ``profile`` (e.g. ``"ci"``) takes size and patients from that table."""
+    from synthgate.gate.policy import load_policy
+
     file = Path(file or study_file()).resolve()
     top = Table(read_toml(file), file)
     name, seed = top.get("name", str), top.get("seed", int)
+    policy_file = Path(policy).resolve() if policy else top.path("policy", file.parent)
+    if not policy_file.is_file():
+        raise top.error("policy", f"{policy_file} does not exist")
+    load_policy(policy_file)  # a bad policy is one clear error now, not four failed gate runs later
     chosen = {"size": top.get("size", int), "patients": top.get("patients", float, 1.0), "gate_args": []}
     profiles = top.table("profiles", {})
     for profile_name in list(profiles.data):
@@ -110,6 +119,9 @@ def load_study(file: Path | None = None, size: int | None = None, patients: floa
         for key in keys or [section]:
             if key in present:
                 raise top.error(f"release.{section}" + (f".{key}" if keys else ""), "written by the study builder: leave it out")
+    for section in POLICY_SECTIONS:
+        if section in template:
+            raise top.error(f"release.{section}", "how the gate measures is the gate policy's: set it in the policy file")
     if "classes" not in template or "model" not in template:
         raise top.error("release", "the release template needs [release.classes] and [release.model]")
     data_classes = tuple(data_ref.options.get("classes", {}))
@@ -137,7 +149,7 @@ def load_study(file: Path | None = None, size: int | None = None, patients: floa
         entry.finish()
     table.finish()
     top.finish()
-    return Study(file, name, seed, size, patients, tuple(chosen["gate_args"]), data_ref, fractions, source_dataset,
+    return Study(file, name, seed, size, patients, tuple(chosen["gate_args"]), policy_file, data_ref, fractions, source_dataset,
                  reference_dataset, template, releases)
 
 
@@ -169,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=float, help="fraction of the patient groups to use (default: all)")
     parser.add_argument("--profile", help="take size and patients from [profiles.NAME] of the study file (e.g. ci)")
     parser.add_argument("--data", type=Path, help="the data set's folder, instead of [data] path")
+    parser.add_argument("--policy", type=Path, help="the gate policy for every gate run, instead of the study's policy")
     parser.add_argument("--cache", type=Path, help="cache folder (default $SYNTHGATE_CACHE, else ~/.cache/synthgate)")
     parser.add_argument("--run", action="store_true", help="gate every release and write the results")
     parser.add_argument("--reports", type=Path, help="where --run writes (default reports/<study>/<size>px)")
@@ -178,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cache = (args.cache or default_cache_dir()).resolve()
     try:
-        study = load_study(args.study, args.size, args.patients, args.profile, args.data)
+        study = load_study(args.study, args.size, args.patients, args.profile, args.data, args.policy)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 4
@@ -192,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     from kermany.gating import run_study
 
     reports = (args.reports or Path("reports") / study.name / f"{study.size}px").resolve()
-    results = run_study(root, cache, reports, [*study.gate_args, *args.gate_arg])
-    print(f"results: {reports / 'results.md'}")
+    results = run_study(root, cache, reports, study.policy, [*study.gate_args, *args.gate_arg])
+    print(f"results: {reports / 'results.md'} ({time.perf_counter() - start:.0f} s in all)")
     return 0 if all(r["as_expected"] for r in results["releases"]) else 1
 
 

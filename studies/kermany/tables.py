@@ -42,7 +42,7 @@ def learning_curve(runs: list[dict], png: Path) -> dict:
                 continue
             key = "R" if row["framework"] == "R" else f"R+S {row['ratio']:g}x ({run['name']})"
             curves.setdefault((row["class"], key), []).append(
-                (row["n_real"], row["ensemble_auroc"], row["ensemble_auroc_ci_low"], row["ensemble_auroc_ci_high"],
+                (row["n_real"], row["seed_auroc"], row["seed_auroc_ci_low"], row["seed_auroc_ci_high"],
                  row["auroc_mean"], row["auroc_sd"]))
     curves = {k: sorted(dict((p[0], p) for p in v).values()) for k, v in curves.items()}
     classes = sorted({c for c, _ in curves})
@@ -82,6 +82,12 @@ def markdown(results: dict, curve: dict) -> str:
     lines += ["", f"Byte-identical copies dropped within parts: {sum(dropped.values())} "
                   f"({', '.join(f'{k} {v}' for k, v in dropped.items()) or 'none'}); patients merged because they "
                   f"share a file: {facts['patients_linked_by_identical_files']}.", ""]
+    policy = next((r["policy"] for r in results["releases"] if r.get("policy")), None)
+    if policy:  # results saved before the gate policy have none
+        grid = policy["grid"] or {}
+        lines += [f"Gate policy: `{results.get('policy') or policy['file']}` (sha256 {policy['sha256'][:12]}): a judged number "
+                  f"needs {policy['min_positives']} positives and {policy['min_negatives']} negatives; retraining grid "
+                  f"{grid.get('mode')}, ratios {grid.get('ratios')}, sizes {grid.get('sizes')}, seeds {grid.get('seeds')}.", ""]
 
     lines += ["## Verdicts", "", "| release | expected | verdict | failed checks | as expected | gate time |", "|---|---|---|---|---|---|"]
     for r in results["releases"]:
@@ -108,24 +114,24 @@ def markdown(results: dict, curve: dict) -> str:
     for r in results["releases"]:
         lines += [f"### {r['name']}", "", "| criterion | value [95% CI] | judged on | minimum | outcome |", "|---|---|---|---|---|"]
         for c in r["criteria"]:
-            if c["minimum"] is not None:  # threshold criteria; the release-level checks follow
-                lines.append(f"| {c['id'].split('::')[-1]} | {_ci(c['value'], c['ci_low'], c['ci_high'])} | {c['judged_on']} | "
+            if c.get("minimum") is not None:  # per-class criteria; the release-level limits follow
+                lines.append(f"| {_label(c)} | {_ci(c['value'], c['ci_low'], c['ci_high'])} | {c['judged_on']} | "
                              f"{_f(c['minimum'])} | {c['outcome']} |")
         m = r.get("measurements", {})
         if "distribution" in m:
             d, limits = m["distribution"], m["distribution"]["limits"]
             fr = d["frechet"]["all"]
             lines.append(f"| Frechet distance / real-vs-real distance | {fr['ratio']:.2f} ({fr['synthetic']:.2f} vs {fr['baseline']:.2f}) | "
-                         f"point | at most {_g(limits.get('frechet_ratio_max'))} | {_outcome(r, 'test_frechet_distance_near_real_baseline')} |")
+                         f"point | at most {_g(limits.get('frechet_ratio_max'))} | {_outcome(r, 'frechet_distance_near_real_baseline')} |")
             det, base = d["detectability"], d["baseline_detectability"]
             lines.append(f"| detectability AUROC (real vs real: {_ci(*base)}) | {_ci(*det)} | point | "
-                         f"at most {_g(limits.get('detectability_auroc_max'))} | {_outcome(r, 'test_not_detectable_as_synthetic')} |")
+                         f"at most {_g(limits.get('detectability_auroc_max'))} | {_outcome(r, 'not_detectable_as_synthetic')} |")
             dup = d["duplicate_fraction"]
             lines.append(f"| fraction with a near-duplicate in the release (real: {dup['baseline']:.3f}) | {dup['synthetic']:.3f} | "
-                         f"point | at most {_g(limits.get('duplicate_fraction_max'))} | {_outcome(r, 'test_no_mode_collapse')} |")
+                         f"point | at most {_g(limits.get('duplicate_fraction_max'))} | {_outcome(r, 'no_mode_collapse')} |")
         if "privacy" in m:
             p = m["privacy"]
-            checks = {"generator source images": "test_no_memorised_training_images", "reference images": "test_no_copies_of_reference_images"}
+            checks = {"generator source images": "no_memorised_training_images", "reference images": "no_copies_of_reference_images"}
             for real_set, value in p["max_similarity"].items():
                 lines.append(f"| highest pixel similarity to {real_set} (held-out real: {p['baseline'][real_set]:.3f}) | {value:.3f} "
                              f"({p['flagged'][real_set]} images above it) | point | at most {p['threshold']:g} | "
@@ -148,7 +154,7 @@ def markdown(results: dict, curve: dict) -> str:
             lines.append(f"| {row['class']} | {row['framework']} | {row['size']:.0%} | {ratio} | "
                          f"{row['n_real']} | {row['n_synthetic']} | {_f(row['accuracy_mean'])} ± {_f(row['accuracy_sd'])} | "
                          f"{_f(row['precision_mean'])} ± {_f(row['precision_sd'])} | "
-                         f"{_ci(row['ensemble_auroc'], row['ensemble_auroc_ci_low'], row['ensemble_auroc_ci_high'])} |")
+                         f"{_ci(row['seed_auroc'], row['seed_auroc_ci_low'], row['seed_auroc_ci_high'])} |")
         lines.append("")
     lines += ["## Learning curve (AUROC on real test vs real training images)", "", "![learning curve](learning-curve.png)", ""]
     for key, points in curve.items():
@@ -156,5 +162,15 @@ def markdown(results: dict, curve: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _label(criterion: dict) -> str:
+    """``pretrained_auroc[pneumonia]``; results saved before the criteria registry have only the test id."""
+    return criterion.get("key") or criterion["id"].split("::")[-1]
+
+
+def _name(criterion: dict) -> str:
+    """The registry name (``pretrained_auroc``), also of results saved before the registry (``test_pretrained_auroc``)."""
+    return criterion.get("name") or criterion["id"].split("::")[-1].split("[")[0].removeprefix("test_")
+
+
 def _outcome(run: dict, check: str) -> str:
-    return next((c["outcome"] for c in run["criteria"] if c["id"].split("::")[-1] == check), "")
+    return next((c["outcome"] for c in run["criteria"] if _name(c) == check), "")

@@ -179,7 +179,7 @@ def _utility_rows(evaluation) -> list[dict]:
             for metric in METRICS:
                 mean_std = cell.metrics.get(name, {}).get(metric)
                 row[f"{metric}_mean"], row[f"{metric}_sd"] = mean_std if mean_std else (None, None)
-            row.update(_estimate_columns("ensemble_auroc", cell.auroc_ci.get(name)))
+            row.update(_estimate_columns("seed_auroc", cell.auroc_ci.get(name)))
             row.update(_estimate_columns("versus_real", cell.versus_real.get(name)))
             row["problem"] = cell.problems.get(name, "")
             row["unavailable"] = cell.unavailable
@@ -201,16 +201,18 @@ def _scores(evaluation) -> dict:
         entry = {
             "images": [Path(os.path.relpath(p, release.root)).as_posix() for p in collection.paths],
             "sha256": list(collection.digests),
+            "patients": ["" if group.startswith("image:") else group for group in collection.groups],
             "labels": {name: collection.column(name).tolist() for name in release.class_names},
         }
         if computed("pretrained"):
             model_scores = evaluation.embeddings(collection).scores
             entry["pretrained"] = {name: model_scores[:, k].tolist() for name, k in index.items()}
         scores[set_name] = entry
-    if computed("utility"):
+    if computed("utility"):  # each training seed's model: the intervals resample seeds too
+        seeds = evaluation.utility_spec.seeds
         scores["real test"]["utility"] = {
-            f"{cell_id(c.framework, c.size, c.ratio)}:{name}": s.tolist()
-            for c in evaluation.utility for name, s in c.test_scores.items()
+            f"{cell_id(c.framework, c.size, c.ratio)}:{name}:seed{seed}": row.tolist()
+            for c in evaluation.utility for name, rows in c.seed_scores.items() for seed, row in zip(seeds, rows)
         }
     return scores
 

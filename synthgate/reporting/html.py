@@ -109,7 +109,7 @@ def document_context(summary: dict, data: dict) -> dict:
             name: [
                 {**row, "training": _training_data(row), "accuracy": _mean_sd(row, "accuracy"),
                  "precision": _mean_sd(row, "precision"), "auroc": _mean_sd(row, "auroc"),
-                 "ensemble": _with_ci(row, "ensemble_auroc"), "versus": _with_ci(row, "versus_real")}
+                 "seeds": _with_ci(row, "seed_auroc"), "versus": _with_ci(row, "versus_real")}
                 for row in sorted((r for r in utility if r["class"] == name),
                                   key=lambda r: (r["size"], FRAMEWORK_ORDER[r["framework"]], r["ratio"] or 0))
             ]

@@ -102,15 +102,15 @@ def scores_table(scores: dict) -> tuple[list[str], list[list]]:
     label_keys = list(next(iter(scores.values()))["labels"])
     pretrained_keys = label_keys if any("pretrained" in e for e in scores.values()) else []
     utility_keys = list(scores.get("real test", {}).get("utility", {}))
-    header = ["set", "image", "sha256", *[f"label:{k}" for k in label_keys],
+    header = ["set", "image", "sha256", "patient", *[f"label:{k}" for k in label_keys],
               *[f"pretrained:{k}" for k in pretrained_keys], *[f"utility:{k}" for k in utility_keys]]
     rows = []
     for set_name, entry in scores.items():
         columns = [entry["labels"][k] for k in label_keys]
         columns += [entry.get("pretrained", {}).get(k, [None] * len(entry["images"])) for k in pretrained_keys]
         columns += [entry.get("utility", {}).get(k, [None] * len(entry["images"])) for k in utility_keys]
-        for i, (image, digest) in enumerate(zip(entry["images"], entry["sha256"])):
-            rows.append([set_name, image, digest, *[column[i] for column in columns]])
+        for i, (image, digest, patient) in enumerate(zip(entry["images"], entry["sha256"], entry["patients"])):
+            rows.append([set_name, image, digest, patient, *[column[i] for column in columns]])
     return header, rows
 
 

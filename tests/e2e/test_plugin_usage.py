@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 
-from tests.conftest import write_handmade_release
+from tests.conftest import write_handmade_release, write_policy
 
 
 def test_without_release_says_how_to_pass_one(run_gate):
@@ -25,15 +25,16 @@ def test_unknown_release_lists_the_ones_found(run_gate):
 
 def test_handmade_release_is_gated(run_gate, tmp_path):
     release = write_handmade_release(tmp_path / "handmade")
-    result = run_gate(str(release))
+    policy = write_policy(tmp_path / "policy.toml")
+    result = run_gate(str(release), f"--policy={policy}", "-m", "integrity")
     assert result.returncode == 0, result.output
     assert result.summary["release"]["images"] == 12
 
     (release / "images" / "005.png").write_bytes(b"not a png")
     shutil.copyfile(release / "images" / "001.png", release / "images" / "stray.png")
-    result = run_gate(str(release))
+    result = run_gate(str(release), f"--policy={policy}", "-m", "integrity")
     assert result.returncode == 1
-    assert result.failed_checks() == {"test_images_decode", "test_manifest_and_files_match"}
+    assert result.failed_checks() == {"images_decode", "manifest_and_files_match"}
     assert "images/005.png" in result.output and "images/stray.png" in result.output
 
 

@@ -2,9 +2,10 @@
 
 ``studies/kermany/study.toml`` derives releases from the real data (a perfect
 stand-in generator that must be cleared, and defects that must be blocked by
-exactly the checks its ``[expect]`` names); this builds them at the study's CI
-profile (64 px, a stratified subset of the patients) and gates each one in a
-subprocess, as CI would. The reference DenseNet121 is trained once, on
+exactly the checks its ``[expect]`` names, by registry name); this builds them at
+the study's CI profile (64 px, a stratified subset of the patients) and gates each
+one in a subprocess, as CI would, under the study's gate policy
+(``studies/kermany/policy.toml``, given with ``--policy``). The reference DenseNet121 is trained once, on
 reference-train only, and reused by every release through the session cache.
 """
 
@@ -71,8 +72,10 @@ def test_releases_are_disjoint_from_the_source_images(built):
 @pytest.mark.parametrize("name", RELEASES)
 def test_release_verdict(built, run_gate, name):
     expect = STUDY.releases[name]["expect"]
-    result = run_gate(str(built / "releases" / name), *STUDY.gate_args)
+    result = run_gate(str(built / "releases" / name), f"--policy={STUDY.policy}", *STUDY.gate_args)
     assert result.summary is not None, result.output
+    assert result.summary["policy"]["file"] == STUDY.policy.name, result.summary["policy"]
+    assert result.summary["selection"]["complete"], result.summary["selection"]  # nothing narrowed: a real verdict
     if expect["cleared"]:
         assert result.returncode == 0, result.output
         assert result.summary["verdict"] == "cleared", result.output

@@ -13,7 +13,7 @@ from synthgate.demo import phantoms
 from synthgate.cli import main
 from synthgate.demo.cohort import Item, write_collection
 from synthgate.models.loading import load_checkpoint
-from tests.conftest import REPO, write_handmade_release
+from tests.conftest import REPO, write_handmade_release, write_policy
 
 
 def run_cli(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
@@ -75,7 +75,8 @@ def test_gate_with_an_unknown_release_is_a_usage_error(tmp_path):
 
 def test_gate_of_part_of_the_checks_is_incomplete_and_writes_no_record(tmp_path):
     release = write_handmade_release(tmp_path / "handmade")
-    done = run_cli("gate", str(release), "--reports", str(tmp_path / "reports"), "-m", "integrity")
+    policy = write_policy(tmp_path / "policy.toml")
+    done = run_cli("gate", str(release), "--reports", str(tmp_path / "reports"), f"--policy={policy}", "-m", "integrity")
     assert done.returncode == 6, done.stdout + done.stderr
     assert "verdict incomplete" in done.stderr
     summary = json.loads((tmp_path / "reports" / "handmade.json").read_text())
@@ -90,7 +91,7 @@ def test_demo_builds_the_world_and_lists_each_release_with_its_expected_verdict(
     assert lines[0].startswith("demo world: ")
     listed = {line.split()[0]: line for line in lines[2:]}
     assert "(expected: cleared)" in listed["demo"]
-    assert "(expected: blocked by test_no_blank_images)" in listed["defect-blank"]
+    assert "(expected: blocked by no_blank_images)" in listed["defect-blank"]
 
 
 def _labelled_folder(root, n: int = 24):
