@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -198,7 +198,7 @@ class Run:
 
     def __init__(self, name: str, device: torch.device | None = None):
         self.name = name
-        self.started = datetime.now(timezone.utc)
+        self.started = datetime.now(UTC)
         self.machine = machine(device)
         self.load_start = os.getloadavg()
         self.code = code_state()
@@ -208,7 +208,7 @@ class Run:
             "benchmark": self.name,
             "date": self.started.isoformat(timespec="seconds"),
             "command": shlex.join([".venv/bin/python", os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]]),
-            "duration_s": round((datetime.now(timezone.utc) - self.started).total_seconds(), 1),
+            "duration_s": round((datetime.now(UTC) - self.started).total_seconds(), 1),
             "machine": {**self.machine, "loadavg_start": self.load_start, "loadavg_end": os.getloadavg()},
             "code": {"start": self.code, "end": code_state()},
             "parameters": parameters,

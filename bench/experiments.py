@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 
 import torch
-
 from _common import REPO, Run, cpu_seconds, log, set_threads
+
 from synthgate.catalog import default_search_path, resolve
-from synthgate.demo.world import build_world
 from synthgate.config.release import load_release
+from synthgate.demo.world import build_world
 from synthgate.evaluation.release_evaluation import GateOptions, ReleaseEvaluation
 
 # In the order a gate session needs them; each is a cached property of ReleaseEvaluation.

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import Run, default_suffix, log, public, rate, set_threads, timed
 from PIL import Image
 
-from _common import Run, default_suffix, log, public, rate, set_threads, timed
 import synthgate.models.embedding
-from synthgate.models.embedding import forward_features, run_model
 from synthgate.data.imaging import load_xrv
 from synthgate.demo.phantoms import render
+from synthgate.models.embedding import forward_features, run_model
 from synthgate.models.loading import build_densenet, load_checkpoint
 
 

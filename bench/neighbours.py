@@ -24,8 +24,8 @@ import argparse
 
 import numpy as np
 import torch
-
 from _common import Run, default_suffix, log, peak_memory, public, set_threads, timed
+
 from synthgate.measures.distances import knn, pairwise_sq_dists_chunked, shift_tolerant_similarity
 
 TARGET = 100_000

@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # CI also installs Debian's chromium for the report's browser test (skipped, with the reason, elsewhere).
 if [ -n "${CI:-}" ]; then bash scripts/browser-check.sh --install-only; fi
+.venv/bin/ruff check .   # lint (configured in pyproject.toml) before the tests
 exec .venv/bin/python -m pytest tests "$@"

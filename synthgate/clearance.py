@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from synthgate import __version__
-from synthgate.config.toml import ConfigError
 from synthgate.config.release import CONFIG_NAME, Release, content_hash, load_release
+from synthgate.config.toml import ConfigError
 from synthgate.evaluation.integrity import hash_files
 from synthgate.storage import sha256_file, write_json
 

@@ -107,9 +107,8 @@ def cmd_gate(args: argparse.Namespace, pytest_args: list[str]) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from synthgate.clearance import RecordError, differences, read_record
-    from synthgate.config.toml import ConfigError
     from synthgate.config.release import CLEARANCE_NAME
-
+    from synthgate.config.toml import ConfigError
     from synthgate.gate.policy import find_policy
 
     located = _locate(args.release, args.releases_dir, args.cache)
@@ -162,8 +161,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     import numpy as np
 
     from synthgate.config.release import load_release
-    from synthgate.reporting.gather import plain
     from synthgate.evaluation.release_evaluation import GateOptions, ReleaseEvaluation, compare_sources
+    from synthgate.reporting.gather import plain
 
     options = GateOptions(cache_dir=_cache_dir(args.cache), device=args.device)
     evaluations = [ReleaseEvaluation(load_release(_release_folder(name, args.releases_dir, args.cache)), options)
@@ -190,8 +189,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _training_data(args: argparse.Namespace):
     """(collection, model outputs, settings defaults) from a release's reference train or a data folder."""
-    from synthgate.data import loading
     from synthgate.config.release import load_release
+    from synthgate.data import loading
     from synthgate.evaluation.release_evaluation import GateOptions, ReleaseEvaluation
     from synthgate.models.training import ReferenceModelSpec, TrainSettings
 
@@ -213,10 +212,10 @@ def _training_data(args: argparse.Namespace):
 def cmd_train_reference(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from synthgate.models.embedding import pick_device
-    from synthgate.models.training import trained_model
     from synthgate.models.card import card_path
+    from synthgate.models.embedding import pick_device
     from synthgate.models.loading import save_checkpoint
+    from synthgate.models.training import trained_model
 
     collection, outputs, defaults = _training_data(args)
     chosen = {key: getattr(args, key) for key in ("size", "epochs", "seed", "patience") if getattr(args, key) is not None}

@@ -20,8 +20,8 @@ from synthgate.evaluation.release_evaluation import GateOptions
 from synthgate.gate.criteria import FAMILIES, REGISTRY
 from synthgate.gate.session import GateSession
 from synthgate.gate.verdicts import GateFailure
-from synthgate.recorder import GateRecorder, HtmlReportHooks, criterion_facts
 from synthgate.options import OPTIONS, option
+from synthgate.recorder import GateRecorder, HtmlReportHooks, criterion_facts
 from synthgate.storage import default_cache_dir
 
 session_key = pytest.StashKey["GateSession | None"]()

@@ -104,7 +104,7 @@ class Table:
                 raise self.error(f"{key}[{index}]", f"expected {names}, got {item!r}")
         return value
 
-    def table(self, key: str, default: Any = ...) -> "Table | None":
+    def table(self, key: str, default: Any = ...) -> Table | None:
         value = self.get(key, dict, default)
         return None if value is None else Table(value, self.file, self.key_path(key))
 

@@ -33,7 +33,7 @@ class Collection:
     def column(self, name: str) -> np.ndarray:
         return self.labels[:, self.classes.index(name)]
 
-    def subset(self, index, name: str | None = None) -> "Collection":
+    def subset(self, index, name: str | None = None) -> Collection:
         index = np.asarray(index, dtype=int)
         return Collection(
             name=name or self.name,
@@ -45,7 +45,7 @@ class Collection:
             groups=tuple(self.groups[i] for i in index),
         )
 
-    def concat(self, other: "Collection") -> "Collection":
+    def concat(self, other: Collection) -> Collection:
         if other.classes != self.classes:
             raise ValueError(f"cannot mix collections with classes {self.classes} and {other.classes}")
         return Collection(

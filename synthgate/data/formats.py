@@ -34,9 +34,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from synthgate.config.release import DataRef
 from synthgate.config.toml import ConfigError, Table
 from synthgate.data.collection import Collection
-from synthgate.config.release import DataRef
 from synthgate.storage import default_cache_dir, sha256_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

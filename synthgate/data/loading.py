@@ -17,6 +17,7 @@ from synthgate.data import formats
 from synthgate.data.collection import Collection
 from synthgate.storage import sha256_file
 
+
 def _label(value: str, manifest: Path, line: int, column: str) -> int:
     if value not in ("0", "1"):
         raise ConfigError(manifest, f"line {line}", f"label '{column}' is {value!r}, expected 0 or 1")

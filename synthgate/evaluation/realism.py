@@ -15,6 +15,7 @@ from PIL import Image
 from sklearn.model_selection import GroupShuffleSplit
 
 from synthgate.data.collection import Collection
+from synthgate.data.imaging import open_image, to_grey_array
 from synthgate.measures.distances import (
     detectability_auroc,
     frechet_distance,
@@ -24,7 +25,6 @@ from synthgate.measures.distances import (
     shift_tolerant_similarity,
     unit_rows,
 )
-from synthgate.data.imaging import open_image, to_grey_array
 from synthgate.measures.metrics import Estimate, MeanStd
 
 PIXEL_SIZE = 64  # pixel-space comparisons run at this size: shifts are counted in these pixels

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from synthgate.data import loading
+from synthgate.config.release import Release
 from synthgate.config.toml import ConfigError, Table
+from synthgate.data import loading
 from synthgate.data.collection import Collection
 from synthgate.evaluation.integrity import IntegrityReport, Offence, scan_release
-from synthgate.config.release import Release
 
 
 @dataclass(frozen=True)
@@ -100,8 +100,8 @@ class ReleaseEvaluation:
 
     def _model_plan(self):
         """Parse ``[model]`` now, so that a bad model config is reported before any test runs."""
-        from synthgate.models.training import ReferenceModelSpec
         from synthgate.models.loading import ModelSpec, ModelSpecError
+        from synthgate.models.training import ReferenceModelSpec
 
         table = self.release.model
         if not table:
@@ -131,8 +131,8 @@ class ReleaseEvaluation:
     @cached_property
     def model_card(self):
         """The evaluating model's card, read without loading (or training) the model."""
-        from synthgate.models.training import ReferenceModelSpec, planned_card
         from synthgate.models.card import ModelCard, card_path
+        from synthgate.models.training import ReferenceModelSpec, planned_card
         from synthgate.models.weights import xrv_card
 
         plan = self.model_plan

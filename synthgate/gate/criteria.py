@@ -10,8 +10,8 @@ and the clearance record all derive from this table; nothing else names a criter
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from synthgate.gate import measurements as m
 

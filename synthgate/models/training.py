@@ -25,7 +25,16 @@ from tqdm import tqdm
 
 from synthgate.config.toml import Table
 from synthgate.data.collection import Collection
-from synthgate.models.card import ARCHITECTURE, NORMALISATION, ModelCard, current_library_versions
+from synthgate.models.card import (
+    ARCHITECTURE,
+    NORMALISATION,
+    ModelCard,
+    SeenImage,
+    current_library_versions,
+    pixel_sha256,
+    save_seen_images,
+    seen_images_path,
+)
 from synthgate.models.embedding import ImageFiles, forward_features
 from synthgate.models.loading import LoadedModel, build_densenet, load_checkpoint, save_checkpoint
 
@@ -210,6 +219,31 @@ def planned_card(collection: Collection, outputs: tuple[str, ...], settings: Tra
     )
 
 
+def seen_images(collection: Collection, settings: TrainSettings,
+                pixel_hashes: tuple[str | None, ...] | None = None) -> tuple[SeenImage, ...]:
+    """Every image a model trained on ``collection`` under ``settings`` sees, in the collection's order.
+
+    Its training and validation images (the patient-wise split ``train_densenet`` makes),
+    each with its file hash, decoded-pixel hash (``pixel_hashes`` if already computed),
+    patient id where the collection knows it, and path: what the card's sidecar lists.
+    """
+    _, validation = held_out_split(collection, settings) if len(collection) > 1 else ((), ())
+    held = set(int(i) for i in validation)
+    hashes = pixel_hashes if pixel_hashes is not None else tuple(pixel_sha256(p) for p in collection.paths)
+    if len(hashes) != len(collection):
+        raise ValueError(f"{len(hashes)} pixel hashes for {len(collection)} images")
+    return tuple(
+        SeenImage(
+            role="validation" if k in held else "train",
+            file_sha256=digest,
+            pixel_sha256=pixel,
+            patient_id=None if group.startswith("image:") else group,
+            path=str(path),
+        )
+        for k, (digest, pixel, group, path) in enumerate(zip(collection.digests, hashes, collection.groups, collection.paths))
+    )
+
+
 def trained_model(
     collection: Collection,
     outputs: tuple[str, ...],
@@ -217,7 +251,11 @@ def trained_model(
     cache_dir: Path,
     device: torch.device,
 ) -> LoadedModel:
-    """Train on ``collection`` once per (images, outputs, settings, training code); reuse the checkpoint after."""
+    """Train on ``collection`` once per (images, outputs, settings, training code); reuse the checkpoint after.
+
+    Beside the checkpoint lie its card and the list of every image it saw (named and
+    hashed by the card), written before the card so that a card never names a missing list.
+    """
     key = hashlib.sha256(
         json.dumps(
             [collection.fingerprint, list(outputs), list(collection.classes), settings.as_dict(),
@@ -227,10 +265,12 @@ def trained_model(
     checkpoint = Path(cache_dir) / "models" / key / "densenet121.pt"
     if not checkpoint.exists():
         result = train_densenet(collection, settings, device)
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        seen = save_seen_images(seen_images(collection, settings), seen_images_path(checkpoint))
         card = dataclasses.replace(
             planned_card(collection, outputs, settings),
             validation_metrics={"auroc": result.validation_auroc, "best_epoch": result.best_epoch},
+            seen_images=seen,
         )
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(result.model, card, checkpoint)
     return load_checkpoint(checkpoint)

@@ -6,7 +6,7 @@ Nothing here imports pytest: the recorder hands in the outcomes it collected.
 from __future__ import annotations
 
 import csv
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from synthgate import __version__
@@ -44,7 +44,7 @@ def build_summary(data: dict, criteria: list[dict], required: list[str], narrowe
     return {
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "tool": {"name": "synthgate", "version": __version__},
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "verdict": verdict,
         "verdict_reasons": reasons,
         "counts": {**counts, "total": len(criteria)},

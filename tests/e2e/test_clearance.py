@@ -8,10 +8,10 @@ import shutil
 
 import pytest
 
-from synthgate.cli import main
 from synthgate.clearance import SELF_HASH, read_record, self_hash
-from synthgate.demo.world import build_world
+from synthgate.cli import main
 from synthgate.config.release import CLEARANCE_NAME
+from synthgate.demo.world import build_world
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ def test_demo_is_cleared(run_gate):
     limits = _limits(result.summary)
     assert set(limits) == {"frechet_distance_near_real_baseline", "not_detectable_as_synthetic", "no_mode_collapse",
                            "no_memorised_training_images", "no_copies_of_reference_images"}
-    for name, entry in limits.items():
+    for entry in limits.values():
         assert entry["value"] <= entry["maximum"], entry
         assert entry["baseline"] is not None, entry
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from synthgate.models.compat import import_xrv
 from synthgate.demo.world import build_world
+from synthgate.models.compat import import_xrv
 from synthgate.models.weights import weights_filename
 from tests.conftest import HANDMADE_TOML, write_handmade_release
 

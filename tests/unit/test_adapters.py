@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from synthgate.config.release import DataRef, load_release
+from synthgate.config.toml import ConfigError
 from synthgate.data import formats as adapters
 from synthgate.data import loading
-from synthgate.config.toml import ConfigError
-from synthgate.config.release import DataRef, load_release
 from synthgate.storage import sha256_file
 from tests.conftest import write_handmade_release
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from synthgate.demo import phantoms
 from synthgate.cli import main
+from synthgate.demo import phantoms
 from synthgate.demo.cohort import Item, write_collection
 from synthgate.models.loading import load_checkpoint
 from tests.conftest import REPO, write_handmade_release, write_policy

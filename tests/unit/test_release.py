@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from synthgate.config.toml import ConfigError
 from synthgate.config.manifest import read_manifest
 from synthgate.config.release import content_hash, load_release, resolve_member
+from synthgate.config.toml import ConfigError
 from synthgate.storage import sha256_file
 from tests.conftest import HANDMADE_TOML, write_handmade_release
 
