@@ -55,9 +55,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def _cache_dir(value: str | None) -> Path:
-    from synthgate.storage import default_cache_dir
+    from synthgate.storage import default_cache_dir, unusable_cache
 
-    return Path(value) if value else default_cache_dir()
+    cache = Path(value) if value else default_cache_dir()
+    if unusable_cache(cache):
+        raise UsageProblem(unusable_cache(cache))
+    return cache
 
 
 def _locate(name: str, releases_dir: str | None, cache: str | None):

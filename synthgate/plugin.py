@@ -22,7 +22,7 @@ from synthgate.gate.session import GateSession
 from synthgate.gate.verdicts import GateFailure
 from synthgate.options import OPTIONS, option
 from synthgate.recorder import GateRecorder, HtmlReportHooks, criterion_facts
-from synthgate.storage import default_cache_dir
+from synthgate.storage import default_cache_dir, unusable_cache
 
 session_key = pytest.StashKey["GateSession | None"]()
 measurement_key = pytest.StashKey[object]()
@@ -62,6 +62,8 @@ def _open(config: pytest.Config) -> GateSession:
             "(a release name or a folder with release.toml), or set synthgate_release in the ini file"
         )
     cache_dir = Path(option(config, "synthgate_cache") or default_cache_dir())
+    if unusable_cache(cache_dir):
+        raise pytest.UsageError(unusable_cache(cache_dir))
     extra = [Path(option(config, "releases_dir"))] if option(config, "releases_dir") else []
     weights = option(config, "weights_dir")
     try:

@@ -26,6 +26,22 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "synthgate"
 
 
+def unusable_cache(cache_dir: Path) -> str:
+    """Why ``cache_dir`` cannot hold the cache (not a folder, not writable), or '' when it can.
+
+    Checked when a run opens, so a bad cache is one line before any work, not an error after training.
+    """
+    try:
+        if cache_dir.exists() and not cache_dir.is_dir():
+            return f"{cache_dir}: the synthgate cache must be a folder, and this is a file"
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=cache_dir):
+            pass
+    except OSError as error:
+        return f"{cache_dir}: the synthgate cache cannot be written ({error.strerror or error})"
+    return ""
+
+
 def sha256_file(path: Path | str) -> str:
     """Hex sha256 of a file's bytes, read in blocks (images, weights, configs)."""
     digest = hashlib.sha256()

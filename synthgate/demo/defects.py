@@ -227,22 +227,42 @@ def _reference_variant(directory: Path, rng, params):
     _write_rows(variant / "manifest.csv", rows)
 
 
-def _test_images_in_release(directory: Path, rng, params):
-    """Deliver a few reference test images as if they were synthetic."""
+def _test_images_in_release(directory: Path, rng, params, reencode: bool = False):
+    """Deliver a few reference test images as if they were synthetic (as they are, or re-encoded)."""
     world = directory.parent.parent
     test_rows = _read_rows(world / "reference" / "test" / "manifest.csv")
     rows = _read_rows(directory / "manifest.csv")
     for k in rng.choice(len(test_rows), size=params.get("count", 4), replace=False):
         source = test_rows[k]
         name = f"images/from-test-{k}.png"
-        shutil.copyfile(world / "reference" / "test" / source["path"], directory / name)
+        if reencode:
+            _reencode(world / "reference" / "test" / source["path"], directory / name)
+        else:
+            shutil.copyfile(world / "reference" / "test" / source["path"], directory / name)
         rows.append({column: source.get(column, "0") for column in rows[0]} | {"path": name})
     _write_rows(directory / "manifest.csv", rows)
+
+
+def _reencode(source: Path, target: Path) -> None:
+    """The same pixels in other bytes: the PNG saved again at another compression level."""
+    original = source.read_bytes()
+    with Image.open(source) as image:
+        for level in (1, 9, 0):
+            image.save(target, compress_level=level)
+            if target.read_bytes() != original:
+                return
+    raise RuntimeError(f"{source}: no other PNG encoding of it was found")
+
+
+def _reencoded_test_images(directory: Path, rng, params):
+    """Deliver a few reference test images re-encoded (same pixels, other bytes): no file hash matches."""
+    _test_images_in_release(directory, rng, params, reencode=True)
 
 
 FILE_DEFECTS = {
     "reference-overlap": _reference_variant,
     "test-images-in-release": _test_images_in_release,
+    "reencoded-test-images": _reencoded_test_images,
     "corrupt-file": _corrupt,
     "truncated-file": _truncate,
     "wrong-mode": _rgb,

@@ -35,6 +35,7 @@ class ReleaseEvaluation:
         self.release = release
         self.options = options
         self.model_plan = self._model_plan()
+        self.check_class_mapping()  # a class scored by an output the weights never learned: refused now
 
     def computed(self, name: str) -> bool:
         """Whether a result was already computed this session (reporting shows what exists, never computes)."""
@@ -112,14 +113,16 @@ class ReleaseEvaluation:
                 raise ConfigError(self.release.config_file, "model.train", "'source' needs [release] source_images")
             return plan
         try:
-            return ModelSpec.from_config(table, self.release.root)
+            spec = ModelSpec.from_config(table, self.release.root)
         except ModelSpecError as error:
             raise ConfigError(self.release.config_file, "model", str(error)) from None
+        if spec.checkpoint is not None:
+            from synthgate.models.card import card_path
 
-    @property
-    def missing_sections(self) -> list[str]:
-        """Sections the model-based checks need that release.toml does not have."""
-        return [name for name, value in (("[reference]", self.release.reference), ("[model]", self.model_plan)) if not value]
+            for needed, what in ((spec.checkpoint, "checkpoint"), (card_path(spec.checkpoint), "its model card")):
+                if not needed.is_file():
+                    raise ConfigError(self.release.config_file, "model.checkpoint", f"{needed}: {what} does not exist")
+        return spec
 
     def _training_collection(self) -> Collection:
         return self.reference_train if self.model_plan.data == "reference" else self.source_images
@@ -146,15 +149,102 @@ class ReleaseEvaluation:
 
     @cached_property
     def leakage(self) -> dict[str, list[Offence]]:
-        from synthgate.evaluation import leakage
+        """Each leakage criterion's offending files, by registry name (a ``leakage.Findings`` each).
 
-        train, test = self.reference_train, self.reference_test
-        return {
-            "model": leakage.model_saw_source(self.model_card, self.release.source_datasets),
-            "split_patients": leakage.shared_patients(train, test),
-            "split_images": leakage.shared_images(train, test, "reference train and test"),
-            "release_test_images": leakage.shared_images(test, self.synthetic, "a reference test image"),
-        }
+        Names, images and patients: the model's training and validation images, the reference
+        splits and the release against the generator's source images and each other (see
+        :mod:`synthgate.evaluation.leakage`). Only the model's card and image list are read, never
+        its weights. A check whose input the release does not give has no entry (the policy decides
+        whether that input may be missing); one that could not be carried out carries its problem.
+        """
+        from synthgate.evaluation import leakage
+        from synthgate.models.errors import ModelLoadError
+
+        release = self.release
+        has_reference, has_source = release.reference is not None, release.source_images is not None
+        max_shift = release.privacy.max_shift
+        cache = self.options.cache_dir
+        pixels = self.pixels if has_reference else None  # the privacy checks' pixels, loaded once for both
+
+        def image_set(collection, what, pixel_array):
+            return leakage.ImageSet.of_collection(collection, what, leakage.pixel_hashes(collection, cache), pixel_array)
+
+        found: dict[str, leakage.Findings] = {}
+        sets = {}
+        if has_reference:
+            train, test = self.reference_train, self.reference_test
+            sets["train"] = image_set(train, "reference train", pixels["reference"][: len(train)])
+            sets["test"] = image_set(test, "reference test", pixels["reference"][len(train):])
+            sets["release"] = image_set(self.synthetic, "the release", pixels["synthetic"])
+            found["reference_splits_share_no_patients"] = leakage.shared_patients(sets["train"], sets["test"])
+            found["reference_splits_share_no_images"] = leakage.shared_images(sets["train"], sets["test"], max_shift,
+                                                                              near_duplicates=False)
+            found["release_holds_no_reference_test_images"] = leakage.shared_images(sets["test"], sets["release"],
+                                                                                    max_shift)
+        if has_source:
+            sets["source"] = image_set(self.source_images, "generator source images",
+                                       pixels["target"] if pixels is not None else None)
+        if has_reference and has_source:
+            reference = sets["train"].concat(sets["test"], "reference train and test")
+            found["reference_holds_no_source_images"] = leakage.shared_images(sets["source"], reference, max_shift)
+            found["reference_shares_no_patients_with_source"] = leakage.shared_patients(sets["source"], reference)
+
+        model_checks = ("model_never_saw_generator_source", "model_saw_no_source_images",
+                        "model_saw_no_source_patients", "release_holds_no_model_training_images")
+        try:
+            found.update(self._model_leakage(leakage, sets, max_shift))
+        except (ConfigError, ModelLoadError) as error:
+            found.update({check: leakage.Findings(problem=f"the evaluating model's card could not be read: {error}")
+                          for check in model_checks})
+        return found
+
+    def _model_leakage(self, leakage, sets: dict, max_shift: int) -> dict:
+        """The model checks of :attr:`leakage`: its data-set names, then the images (and patients) it saw."""
+        from synthgate.models.card import card_path
+        from synthgate.models.training import ReferenceModelSpec, seen_images
+
+        plan = self.model_plan
+        if plan is None:
+            return {}
+        card = self.model_card
+        what = "the evaluating model's training images"
+        if isinstance(plan, ReferenceModelSpec):
+            collection = self._training_collection()
+            key = "train" if plan.data == "reference" else "source"
+            listed = seen_images(collection, plan.settings, sets[key].pixel_sha256 if key in sets else None)
+            model = leakage.ImageSet.of_seen(listed, what, card.training_datasets, sets[key].pixels if key in sets else None,
+                                             sets[key].pixel_rows if key in sets else ())
+            basis = ""
+        elif plan.xrv is not None:
+            model, basis = None, (f"torchxrayvision's published weights {plan.xrv!r} list their data sets only, no "
+                                  f"images: the model-vs-source check {leakage.RESTS_ON_NAMES}")
+        else:
+            listed = card.load_seen_images(card_path(plan.checkpoint))
+            if listed is None:
+                model, basis = None, (f"the card of {plan.checkpoint.name} lists no images the model saw: the "
+                                      f"model-vs-source check {leakage.RESTS_ON_NAMES}")
+            else:
+                rows = leakage.images_at_hand(listed) if "release" in sets else []
+                array = None
+                if rows:
+                    from synthgate.evaluation.realism import load_pixels
+
+                    array = load_pixels(leakage.listed_collection(listed, rows, what))
+                model, basis = leakage.ImageSet.of_seen(listed, what, card.training_datasets, array, rows), ""
+        found = {"model_never_saw_generator_source": leakage.model_saw_source(card, self.release.source_datasets,
+                                                                              images_listed=model is not None)}
+        if model is None:
+            names = found["model_never_saw_generator_source"].note
+            for check in ("model_saw_no_source_images", "model_saw_no_source_patients",
+                          "release_holds_no_model_training_images"):
+                found[check] = leakage.not_checked(f"{basis}; {names}")
+            return found
+        if "source" in sets:
+            found["model_saw_no_source_images"] = leakage.shared_images(sets["source"], model, max_shift)
+            found["model_saw_no_source_patients"] = leakage.shared_patients(sets["source"], model)
+        if "release" in sets:
+            found["release_holds_no_model_training_images"] = leakage.shared_images(model, sets["release"], max_shift)
+        return found
 
     @cached_property
     def device(self):
@@ -199,16 +289,35 @@ class ReleaseEvaluation:
     def utility_spec(self):
         return dataclasses.replace(self.release.utility, **self.options.utility_overrides)
 
+    def check_class_mapping(self) -> None:
+        """Refuse (ConfigError) a class mapped to an output the chosen xrv weights were not trained for.
+
+        Runs when the evaluation opens, from the weights table alone (no file is read): an
+        untrained output would score the class with noise.
+        """
+        from synthgate.models.weights import untrained_output_problem
+
+        xrv = getattr(self.model_plan, "xrv", None)
+        if xrv is None:
+            return
+        for c in self.release.classes:
+            problem = untrained_output_problem(xrv, c.model_output)
+            if problem:
+                raise ConfigError(self.release.config_file, f"classes.{c.name}.model_output",
+                                  f"class {c.name!r} is mapped to {problem}")
+
     def class_outputs(self) -> dict[str, int]:
-        """Release class -> index of the model output it maps to."""
+        """Release class -> index of the model output it maps to (a trained one)."""
+        self.check_class_mapping()
         outputs = list(self.model.outputs)
-        missing = [c for c in self.release.classes if c.model_output not in outputs]
+        missing = [c for c in self.release.classes if not c.model_output or c.model_output not in outputs]
         if missing:
             trained = ", ".join(o for o in outputs if o)
             raise ConfigError(
                 self.release.config_file,
                 f"classes.{missing[0].name}.model_output",
-                f"{missing[0].model_output!r} is not an output of the model (outputs: {trained})",
+                f"class {missing[0].name!r}: {missing[0].model_output!r} is not a trained output of the model "
+                f"{self.model.model_id} (trained outputs: {trained})",
             )
         return {c.name: outputs.index(c.model_output) for c in self.release.classes}
 

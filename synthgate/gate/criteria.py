@@ -49,6 +49,7 @@ class CriterionSpec:
     needs: tuple[str, ...] = ()
     baseline: str = ""  # the real-vs-real number shown beside it, in words
     fixed: float | None = None  # a bound no policy may change (file and leakage checks: zero offences)
+    on_sound_files: bool = False  # measured on decoded images: not evaluated when the files failed integrity
 
     def strictness(self, judge: str) -> int:
         """0 lenient, 1 point, 2 strict: the CI bound on the failing side is the strict one."""
@@ -60,17 +61,19 @@ class CriterionSpec:
         return a >= b if self.direction == AT_LEAST else a <= b
 
 
-def _offences(name, family, description, measure, needs=()):
-    return CriterionSpec(name, family, description, AT_MOST, False, measure, (0.0, 0.0), needs=needs, fixed=0.0)
+def _offences(name, family, description, measure, needs=(), on_sound_files=False):
+    return CriterionSpec(name, family, description, AT_MOST, False, measure, (0.0, 0.0), needs=needs, fixed=0.0,
+                         on_sound_files=on_sound_files)
 
 
 def _per_class(name, family, description, measure, bounds=(0.0, 1.0), needs=("reference", "model")):
     return CriterionSpec(name, family, description, AT_LEAST, True, measure, bounds, needs=needs,
-                         baseline="the same number on real reference test images")
+                         baseline="the same number on real reference test images", on_sound_files=True)
 
 
 def _limit(name, family, description, measure, bounds, baseline, needs=("reference", "model"), judge="point"):
-    return CriterionSpec(name, family, description, AT_MOST, False, measure, bounds, judge, needs, baseline)
+    return CriterionSpec(name, family, description, AT_MOST, False, measure, bounds, judge, needs, baseline,
+                         on_sound_files=True)
 
 
 DIFFERENCE = (-1.0, 1.0)
@@ -88,14 +91,32 @@ _ENTRIES = (
     _offences("class_minimum_counts", "integrity", "classes below their required count of positives",
               m.integrity("class_counts")),
     _offences("no_text_metadata", "integrity", "images carry embedded text or metadata", m.integrity("metadata")),
-    _offences("model_never_saw_generator_source", "leakage", "training data sets shared by the model and the generator",
-              m.leakage("model"), needs=("reference", "model")),
+    _offences("every_image_evaluated", "integrity", "images that passed the file checks but are not the ones the "
+              "model-based checks evaluate", m.every_image_evaluated, on_sound_files=True),
+    _offences("model_never_saw_generator_source", "leakage", "training data sets shared by the model and the generator "
+              "(by data-set name)", m.leakage("model_never_saw_generator_source"), needs=("reference", "model")),
+    _offences("model_saw_no_source_images", "leakage", "images the evaluating model was trained or validated on that "
+              "are generator source images (same file, same pixels or a near-duplicate)",
+              m.leakage("model_saw_no_source_images"), needs=("reference", "model", "source_images")),
+    _offences("model_saw_no_source_patients", "leakage", "patients whose images both the evaluating model and the "
+              "generator learned from", m.leakage("model_saw_no_source_patients"),
+              needs=("reference", "model", "source_images")),
     _offences("reference_splits_share_no_patients", "leakage", "patients in both reference train and test",
-              m.leakage("split_patients"), needs=("reference",)),
-    _offences("reference_splits_share_no_images", "leakage", "images in both reference train and test",
-              m.leakage("split_images"), needs=("reference",)),
-    _offences("release_holds_no_reference_test_images", "leakage", "release images that are reference test images",
-              m.leakage("release_test_images"), needs=("reference",)),
+              m.leakage("reference_splits_share_no_patients"), needs=("reference",)),
+    _offences("reference_splits_share_no_images", "leakage", "images in both reference train and test (same file "
+              "or same pixels)", m.leakage("reference_splits_share_no_images"), needs=("reference",)),
+    _offences("reference_holds_no_source_images", "leakage", "reference images that are generator source images "
+              "(same file, same pixels or a near-duplicate)", m.leakage("reference_holds_no_source_images"),
+              needs=("reference", "source_images")),
+    _offences("reference_shares_no_patients_with_source", "leakage", "patients in both the reference data and the "
+              "generator's source images", m.leakage("reference_shares_no_patients_with_source"),
+              needs=("reference", "source_images")),
+    _offences("release_holds_no_reference_test_images", "leakage", "release images that are reference test images "
+              "(same file, same pixels or a near-duplicate)", m.leakage("release_holds_no_reference_test_images"),
+              needs=("reference",)),
+    _offences("release_holds_no_model_training_images", "leakage", "release images that are images the evaluating "
+              "model was trained or validated on (same file, same pixels or a near-duplicate)",
+              m.leakage("release_holds_no_model_training_images"), needs=("reference", "model")),
     _per_class("pretrained_auroc", "fidelity", "AUROC of the pretrained model on the synthetic images",
                m.pretrained("auroc")),
     _per_class("pretrained_accuracy", "fidelity", "accuracy of the pretrained model on the synthetic images",

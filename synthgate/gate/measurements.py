@@ -8,6 +8,7 @@ measured, why. They read what the evaluation computes; they never judge.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -65,9 +66,31 @@ def integrity(check: str):
     return measure
 
 
+def every_image_evaluated(evaluation, class_name=None) -> Measurement:
+    """Every manifest row that passed the file checks is the very image every model-based check sees (one path identity)."""
+    release, facts = evaluation.release, evaluation.integrity.facts
+    decoded = [row.path for row in release.manifest.rows if row.path in facts]
+    seen = [path.relative_to(release.root).as_posix() for path in evaluation.synthetic.paths]
+    rows = [{"file": path, "problem": "passed the file checks but is not evaluated by the model-based checks"}
+            for path in sorted(set(decoded) - set(seen))]
+    rows += [{"file": path, "problem": "evaluated by the model-based checks but not a sound manifest row"}
+             for path in sorted(set(seen) - set(decoded))]
+    if len(seen) != len(decoded) and not rows:
+        rows.append({"file": str(release.manifest.file.name),
+                     "problem": f"{len(decoded)} sound rows but {len(seen)} images evaluated"})
+    return Measurement(value=float(len(rows)), rows=rows, n=len(seen))
+
+
 def leakage(check: str):
+    """Offences of one leakage check, with the note saying what it rests on (or why part of it could not run)."""
+
     def measure(evaluation, class_name=None) -> Measurement:
-        return _count(evaluation.leakage[check])
+        found = evaluation.leakage.get(check)
+        if found is None:  # only when an input is missing, which the session reports before measuring
+            return Measurement.missing("its inputs are missing")
+        if getattr(found, "problem", ""):
+            return Measurement.missing(found.problem)
+        return dataclasses.replace(_count(found), note=getattr(found, "note", ""))
 
     return measure
 

@@ -40,14 +40,14 @@ class GateSession:
         return [r for r in self.requirements if r.criterion == criterion]
 
     def not_evaluated(self, requirement: gate_policy.Requirement) -> str:
-        """Why a model-based check is not evaluated (the release is blocked anyway), or ''."""
-        if requirement.spec.family not in MODEL_FAMILIES:
+        """Why a check on decoded images or with the model is not evaluated (the release is blocked anyway), or ''."""
+        if not requirement.spec.on_sound_files:
             return ""
         evaluation = self.evaluation
         failed = sorted(check for check, found in evaluation.integrity.problems.items() if found)
         if failed:
             return f"not evaluated: the release failed integrity ({', '.join(failed)})"
-        if gate_policy.missing_inputs(requirement.spec, self.release):
+        if requirement.spec.family not in MODEL_FAMILIES or gate_policy.missing_inputs(requirement.spec, self.release):
             return ""  # judged below: a required input that is missing is a failure, not a skip
         leaks = sorted(check for check, found in evaluation.leakage.items() if found)
         if leaks:

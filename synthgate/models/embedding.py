@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,9 +103,18 @@ class FeatureCache:
         if self._index is None:
             self._index = {}
             for shard in sorted(self.folder.glob("*.npz")):
-                with np.load(shard) as data:
-                    for digest, feature, score in zip(data["digests"], data["features"], data["scores"]):
-                        self._index[str(digest)] = (feature, score)
+                try:
+                    with np.load(shard) as data:  # zip members carry a CRC: a damaged shard fails to read
+                        digests, features, scores = data["digests"], data["features"], data["scores"]
+                    if not len(digests) == len(features) == len(scores):
+                        raise ValueError("arrays of different lengths")
+                except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+                    warnings.warn(f"{shard}: damaged feature cache entry ({error}); removed, its images are computed again",
+                                  stacklevel=2)
+                    shard.unlink(missing_ok=True)
+                    continue
+                for digest, feature, score in zip(digests, features, scores):
+                    self._index[str(digest)] = (feature, score)
         return self._index
 
     def missing(self, digests) -> list[str]:

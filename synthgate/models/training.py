@@ -227,8 +227,10 @@ def seen_images(collection: Collection, settings: TrainSettings,
     each with its file hash, decoded-pixel hash (``pixel_hashes`` if already computed),
     patient id where the collection knows it, and path: what the card's sidecar lists.
     """
-    _, validation = held_out_split(collection, settings) if len(collection) > 1 else ((), ())
-    held = set(int(i) for i in validation)
+    try:
+        held = {int(i) for i in held_out_split(collection, settings)[1]}
+    except ValueError:  # too few patients to hold any out: train_densenet could not train on it either
+        held = set()
     hashes = pixel_hashes if pixel_hashes is not None else tuple(pixel_sha256(p) for p in collection.paths)
     if len(hashes) != len(collection):
         raise ValueError(f"{len(hashes)} pixel hashes for {len(collection)} images")

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
+from synthgate.evaluation.realism import PIXEL_SIZE
+from synthgate.gate.policy import EVERY_CLASS
 from synthgate.measures.metrics import METRICS
+from synthgate.reporting.figures import strip
+from synthgate.reporting.paths import Places
 
 SAMPLES_PER_CLASS = 6
 PAIRS_SHOWN = 8
@@ -23,29 +26,42 @@ DETAIL_ROWS_KEPT = 100
 
 
 def gather(gate) -> dict:
-    """Plain data of everything the gate session computed: identity, policy, model card, tables, scores, samples."""
+    """Plain data of everything the gate session computed: identity, policy, model card, tables, scores, samples.
+
+    Files are named as the customer reads them (:mod:`synthgate.reporting.paths`); the
+    thumbnails are rendered here, so nothing downstream needs a path on this machine.
+    """
     evaluation = gate.evaluation
     computed = evaluation.computed
+    places = Places(evaluation.release)
     data = {
-        "release": _identity(evaluation),
+        "release": _identity(evaluation, places),
         "policy": _policy(gate),
-        "near_duplicates": _near_duplicates(evaluation),
-        "samples": _samples(evaluation),
+        "resolution": _resolution(evaluation),
+        "samples": _samples(evaluation, places),
+        "path_names": places.replacements(),  # for scrubbing messages; never written
     }
     if computed("model"):
         data["model_card"] = dataclasses.asdict(evaluation.model.card)
     elif computed("model_card"):
         data["model_card"] = dataclasses.asdict(evaluation.model_card)
+    if data.get("model_card"):
+        data["resolution"]["model_input"] = data["model_card"]["input_size"]
     if computed("pretrained"):
         data["pretrained"] = _pretrained_rows(evaluation)
     if computed("utility"):
         data["utility"] = _utility_rows(evaluation)
     if computed("pretrained") or computed("utility"):
-        data["scores"] = _scores(evaluation)
+        data["scores"] = _scores(evaluation, places)
+    if computed("distribution"):
+        data["distribution"] = _distribution(evaluation.distribution)
+        data["near_duplicates"], data["duplicate_strips"] = _near_duplicates(evaluation, places)
     if computed("privacy"):
-        data["memorisation"] = [{"synthetic": p.synthetic, "match": p.real, "similarity": p.similarity,
-                                 "feature_similarity": p.feature_similarity, "real_set": p.real_set}
-                                for p in evaluation.privacy.worst_pairs]
+        pairs = evaluation.privacy.worst_pairs
+        data["memorisation"] = [{"synthetic": places.name(p.synthetic), "match": places.name(p.real),
+                                 "similarity": p.similarity, "feature_similarity": p.feature_similarity,
+                                 "real_set": p.real_set} for p in pairs]
+        data["memorisation_strips"] = [strip([p.synthetic, p.real], 96) for p in pairs[:PAIRS_SHOWN]]
         data["feature_neighbours"] = {name: {"synthetic_median": c.synthetic, "real_median": c.baseline}
                                       for name, c in evaluation.privacy.feature_neighbours.items()}
     return plain(data)
@@ -67,12 +83,14 @@ def plain(value):
 
 
 def _policy(gate) -> dict:
-    """The policy applied and every requirement with the file that set its bound."""
+    """The policy applied, the classes it names, and every requirement with the file that set its bound."""
     policy = gate.policy
+    named = [scope for _, scope in policy.thresholds if scope not in (None, EVERY_CLASS)]
     return {
         "file": policy.file.name if not policy.builtin else "built-in default policy",
         "builtin": policy.builtin,
         "sha256": policy.sha256,
+        "named_classes": [name for name in dict.fromkeys(named) if name in gate.release.class_names],
         "min_positives": policy.min_positives,
         "min_negatives": policy.min_negatives,
         "accept_missing": sorted(policy.accept_missing),
@@ -83,12 +101,12 @@ def _policy(gate) -> dict:
     }
 
 
-def _identity(evaluation) -> dict:
+def _identity(evaluation, places: Places) -> dict:
     release = evaluation.release
     reference = release.reference
     return {
         "name": release.name,
-        "path": str(release.root),
+        "path": release.root.name,
         "description": release.description,
         "content_hash": evaluation.integrity.content_hash,
         "config_hash": release.config_hash,
@@ -98,7 +116,7 @@ def _identity(evaluation) -> dict:
         "generator": release.generator,
         "source_datasets": list(release.source_datasets),
         "reference": None if reference is None else {
-            which: {"path": str(ref.path), "datasets": list(ref.datasets)}
+            which: {"path": places.folder(ref.path), "datasets": list(ref.datasets)}
             for which, ref in (("train", reference.train), ("test", reference.test))
         },
         "statistics": dataclasses.asdict(release.statistics),
@@ -107,13 +125,48 @@ def _identity(evaluation) -> dict:
     }
 
 
-def _near_duplicates(evaluation) -> dict:
-    pairs = sorted(evaluation.integrity.near_duplicates, key=lambda p: (p[2], p[0], p[1]))
+def _resolution(evaluation) -> dict:
+    """The size each kind of check looked at the images: as delivered, the model's input, the pixel comparisons'."""
+    release = evaluation.release
+    return {"delivered": [release.images.width, release.images.height], "model_input": None, "pixel": PIXEL_SIZE,
+            "duplicate_max_shift": release.distribution.max_shift, "memorisation_max_shift": release.privacy.max_shift}
+
+
+def _comparison(c) -> dict:
+    return {"synthetic": c.synthetic, "real": c.baseline}
+
+
+def _estimate(e) -> dict:
+    return {"value": e.value, "ci_low": e.low, "ci_high": e.high}
+
+
+def _distribution(d) -> dict:
+    """Every distribution number beside its real-vs-real baseline (the gate judges some; the rest are reported)."""
     return {
-        "count": len(pairs),
-        "max_bits": evaluation.release.integrity.near_duplicate_bits,
-        "closest": [{"a": a, "b": b, "bits": bits} for a, b, bits in pairs[:PAIRS_SHOWN]],
+        "target": d.target, "n_synthetic": d.n_synthetic, "n_real": d.n_real,
+        "frechet": {scope: {**_comparison(c), "ratio": c.ratio} for scope, c in d.frechet.items()},
+        "kid": {scope: {"synthetic": {"mean": s.mean, "sd": s.std}, "real": {"mean": r.mean, "sd": r.std}}
+                for scope, (s, r) in d.kid.items()},
+        "prdc": {key: _comparison(c) for key, c in d.prdc.items()},
+        "detectability": {"synthetic": _estimate(d.detectability), "real": _estimate(d.baseline_detectability)},
+        "duplicate_fraction": _comparison(d.duplicate_fraction),
     }
+
+
+def _near_duplicates(evaluation, places: Places) -> tuple[dict, list]:
+    """Groups of synthetic images the gated pixel similarity calls near-duplicates, beside the real-vs-real fraction."""
+    d, spec = evaluation.distribution, evaluation.release.distribution
+    clusters = d.duplicate_clusters
+    summary = {
+        "similarity": spec.duplicate_similarity, "max_shift": spec.max_shift,
+        "fraction": d.duplicate_fraction.synthetic, "real_fraction": d.duplicate_fraction.baseline,
+        "above_real": d.duplicate_fraction.synthetic > d.duplicate_fraction.baseline,
+        "clusters_count": len(clusters),
+        "clusters": [{"images": len(c), "files": [places.name(p) for p in c[:SAMPLES_PER_CLASS]]}
+                     for c in clusters[:PAIRS_SHOWN]],
+    }
+    strips = [strip(c[:SAMPLES_PER_CLASS], 96) for c in clusters[:PAIRS_SHOWN]] if summary["above_real"] else []
+    return summary, strips
 
 
 def _spread(items: list, k: int) -> list:
@@ -123,18 +176,20 @@ def _spread(items: list, k: int) -> list:
     return [items[i] for i in np.linspace(0, len(items) - 1, k).round().astype(int)]
 
 
-def _samples(evaluation) -> dict:
-    """A few positive images per class: real reference test (when loaded) and synthetic (decodable ones)."""
+def _samples(evaluation, places: Places) -> dict:
+    """A few positive images per class, named and as a thumbnail strip: real reference test (when loaded) and synthetic."""
     release = evaluation.release
     decoded = evaluation.integrity.facts
     samples = {}
     for name in release.class_names:
-        synthetic = [str(release.root / r.path) for r in release.manifest.rows if r.labels.get(name) == "1" and r.path in decoded]
+        synthetic = [release.root / r.path for r in release.manifest.rows if r.labels.get(name) == "1" and r.path in decoded]
         real = []
         if evaluation.computed("reference_test"):
             test = evaluation.reference_test
-            real = [str(test.paths[i]) for i in np.flatnonzero(test.column(name))]
-        samples[name] = {"real test": _spread(real, SAMPLES_PER_CLASS), "synthetic": _spread(synthetic, SAMPLES_PER_CLASS)}
+            real = [test.paths[i] for i in np.flatnonzero(test.column(name))]
+        chosen = {"real test": _spread(real, SAMPLES_PER_CLASS), "synthetic": _spread(synthetic, SAMPLES_PER_CLASS)}
+        samples[name] = {which: {"files": [places.name(p) for p in paths], "strip": strip([str(p) for p in paths])}
+                         for which, paths in chosen.items()}
     return samples
 
 
@@ -187,7 +242,7 @@ def _utility_rows(evaluation) -> list[dict]:
     return rows
 
 
-def _scores(evaluation) -> dict:
+def _scores(evaluation, places: Places) -> dict:
     """Per image set: image ids, labels and the scores every table was computed from."""
     splits, release = evaluation.splits, evaluation.release
     computed = evaluation.computed
@@ -199,7 +254,7 @@ def _scores(evaluation) -> dict:
     for set_name, split in wanted.items():
         collection = splits[split]
         entry = {
-            "images": [Path(os.path.relpath(p, release.root)).as_posix() for p in collection.paths],
+            "images": [places.name(p) for p in collection.paths],
             "sha256": list(collection.digests),
             "patients": ["" if group.startswith("image:") else group for group in collection.groups],
             "labels": {name: collection.column(name).tolist() for name in release.class_names},
