@@ -190,10 +190,10 @@ class Grid:
             cells.append(Cell("R", size, None, n_real, 0))
             for ratio in self.spec.ratios:
                 cells.append(Cell("R+S", size, ratio, n_real, round(ratio * n_real)))
+            cells.append(Cell("S", size, None, 0, n_real))  # as many synthetic images as R has real ones
         full = max(self.spec.sizes)
         n_full = round(full * self.n_pool)
-        cells.append(Cell("S", full, None, 0, min(self.n_synthetic, n_full)))
-        cells.append(Cell("S->R", full, None, n_full, min(self.n_synthetic, n_full)))
+        cells.append(Cell("S->R", full, None, n_full, n_full))
         for cell in cells:
             if cell.n_synthetic > self.n_synthetic:
                 cell.unavailable = f"needs {cell.n_synthetic} synthetic images, the release has {self.n_synthetic}"

@@ -31,7 +31,10 @@ INPUTS = {
     "reference": "[reference] train and test data",
     "model": "an evaluating [model]",
     "source_images": "the generator's training images ([release] source_images)",
+    "labels": "labelled images (a release from an unconditional generator has none: [release] labelled = false)",
 }
+# Why a criterion needing labels is not applicable to an unlabelled release (reported, never required).
+NOT_APPLICABLE_UNLABELLED = "not applicable: the release is unlabelled"
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def _offences(name, family, description, measure, needs=(), on_sound_files=False
                          on_sound_files=on_sound_files)
 
 
-def _per_class(name, family, description, measure, bounds=(0.0, 1.0), needs=("reference", "model")):
+def _per_class(name, family, description, measure, bounds=(0.0, 1.0), needs=("reference", "model", "labels")):
     return CriterionSpec(name, family, description, AT_LEAST, True, measure, bounds, needs=needs,
                          baseline="the same number on real reference test images", on_sound_files=True)
 
@@ -89,7 +92,7 @@ _ENTRIES = (
     _offences("no_exact_duplicates", "integrity", "images are exact duplicates", m.integrity("exact_duplicates")),
     _offences("labels_in_vocabulary", "integrity", "label problems", m.integrity("labels")),
     _offences("class_minimum_counts", "integrity", "classes below their required count of positives",
-              m.integrity("class_counts")),
+              m.integrity("class_counts"), needs=("labels",)),
     _offences("no_text_metadata", "integrity", "images carry embedded text or metadata", m.integrity("metadata")),
     _offences("every_image_evaluated", "integrity", "images that passed the file checks but are not the ones the "
               "model-based checks evaluate", m.every_image_evaluated, on_sound_files=True),
@@ -128,7 +131,10 @@ _ENTRIES = (
     _per_class("synthetic_minus_real_auroc", "fidelity", "pretrained AUROC on synthetic minus on real test images",
                m.synthetic_minus_real, DIFFERENCE),
     _per_class("train_on_synthetic_auroc", "utility", "real-test AUROC of a model trained on synthetic images only "
-               "(worst size)", m.train_on_synthetic),
+               "(as many as the full real training set)", m.train_on_synthetic),
+    _per_class("synthetic_minus_real_at_equal_size", "utility", "real-test AUROC of a model trained on n synthetic "
+               "images minus one trained on n real images (worst n of the grid)", m.versus_real("S", full_size_only=False),
+               DIFFERENCE),
     _per_class("mix_minus_real_auroc", "utility", "real-test AUROC of real+synthetic minus real only "
                "(worst ratio, full size)", m.versus_real("R+S"), DIFFERENCE),
     _per_class("pretrain_minus_real_auroc", "utility", "real-test AUROC of synthetic pre-training + real fine-tuning "
@@ -139,6 +145,10 @@ _ENTRIES = (
            "(0.5 = indistinguishable)", m.detectability, (0.5, 1.0), "the same classifier on two halves of the real images"),
     _limit("no_mode_collapse", "distribution", "fraction of synthetic images with a near-duplicate among the synthetic "
            "images", m.duplicate_fraction, (0.0, 0.5), "the same fraction among real images"),
+    CriterionSpec("predicted_prevalence_difference", "distribution", "difference between the shares of synthetic and "
+                  "of real test images the evaluating model calls positive (absolute; threshold chosen on real "
+                  "validation images)", AT_MOST, True, m.predicted_prevalence, (0.0, 1.0), needs=("reference", "model"),
+                  baseline="the share of real reference test images called positive", on_sound_files=True),
     _limit("no_memorised_training_images", "privacy", "highest pixel similarity of a synthetic image to a generator "
            "training image", m.copies_of("generator source images"), (0.5, 0.999),
            "highest similarity of held-out real images", needs=("reference", "model", "source_images")),

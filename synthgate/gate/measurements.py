@@ -152,7 +152,7 @@ def _worst(cells, value_of, baseline_text: str) -> Measurement:
 
 
 def train_on_synthetic(evaluation, class_name: str) -> Measurement:
-    cells = _cells(evaluation, class_name, "S", full_size_only=False)
+    cells = _cells(evaluation, class_name, "S", full_size_only=True)
     if isinstance(cells, Measurement):
         return cells
     real = {c.size: c for c in evaluation.utility if c.framework == "R" and not c.unavailable}
@@ -161,9 +161,11 @@ def train_on_synthetic(evaluation, class_name: str) -> Measurement:
     return _worst(cells, lambda c: c.auroc_ci[class_name], text)
 
 
-def versus_real(framework: str):
+def versus_real(framework: str, full_size_only: bool = True):
+    """The worst paired difference from R trained on the same number of real images (same size of the grid)."""
+
     def measure(evaluation, class_name: str) -> Measurement:
-        cells = _cells(evaluation, class_name, framework, full_size_only=True)
+        cells = _cells(evaluation, class_name, framework, full_size_only)
         if isinstance(cells, Measurement):
             return cells
         return _worst(cells, lambda c: c.versus_real[class_name], "0 when adding synthetic data changes nothing")
@@ -215,3 +217,26 @@ def copies_of(real_set: str):
                            note=f"{len(flagged)} synthetic images above the limit")
 
     return measure
+
+
+# --------------------------------------------------------------------------- predicted prevalence
+
+
+def predicted_prevalence(evaluation, class_name: str) -> Measurement:
+    """|synthetic share - real test share| of images the model calls positive (no labels needed)."""
+    from synthgate.evaluation.prevalence import absolute
+
+    if class_name not in evaluation.release.class_names:
+        return Measurement.missing(f"the release has no class {class_name!r}, which the policy requires")
+    result = evaluation.prevalence[class_name]
+    if result.problem:
+        return Measurement.missing(result.problem)
+    value, low, high = absolute(result.difference)
+    declared = "" if result.declared is None else f"; labelled positive: {result.declared:.3f}"
+    rows = [{"set": name, "called positive": f"{estimate}", "images": estimate.n}
+            for name, estimate in (("synthetic", result.synthetic), ("real test", result.real))]
+    return Measurement(value=value, low=low, high=high, n=result.difference.n, baseline=result.real.value, rows=rows,
+                       baseline_text=f"synthetic {result.synthetic.value:.3f} vs real test {result.real.value:.3f} "
+                                     f"called positive{declared}",
+                       note=f"synthetic minus real {result.difference}; threshold {result.threshold:.3f} "
+                            "chosen on real validation images")

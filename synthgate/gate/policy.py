@@ -6,13 +6,19 @@ that holds the releases, or ``--policy``), not to the release: a release's
 is an error naming both files and the key. With no policy file the built-in default
 (``default-policy.toml`` beside this module) applies: every class is judged on the
 relative criteria (synthetic vs real), never on nothing.
+
+An unlabelled release (``[release] labelled = false``, from an unconditional generator)
+is never required to pass a criterion that needs labels (``"labels"`` in its ``needs``):
+those are reported as not applicable. ``[unlabelled.criteria]`` (same form as
+``[criteria]``) adds or overrides thresholds for unlabelled releases only; a label-based
+criterion there, or in an unlabelled release's own ``[criteria]``, is an error.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from synthgate.config.release import Release
@@ -78,6 +84,8 @@ class Policy:
     integrity: IntegritySpec
     distribution: DistributionSpec
     max_shift: int
+    # [unlabelled.criteria]: what an unlabelled release must pass besides (or instead of) [criteria]; never label-based
+    unlabelled_thresholds: dict[tuple[str, str | None], Threshold] = field(default_factory=dict)
 
 
 def find_policy(explicit: str | None, rootdir: Path, fallback: Path | None = None) -> Path:
@@ -100,11 +108,16 @@ def load_policy(path: Path) -> Policy:
     about.get("description", str, "")
     minimum = {key: checked_number(about, key, int, 30, 1, 100_000) for key in ("min_positives", "min_negatives")}
     accept = frozenset(about.get_list("accept_missing", str, []))
-    unknown = accept - set(INPUTS)
+    unknown = accept - (set(INPUTS) - {"labels"})
+    if "labels" in unknown:
+        raise about.error("accept_missing", "'labels' is not an input a policy accepts missing: label-based criteria "
+                                            "never apply to an unlabelled release (see [unlabelled.criteria])")
     if unknown:
-        raise about.error("accept_missing", f"unknown input(s) {sorted(unknown)}; inputs are {sorted(INPUTS)}")
+        raise about.error("accept_missing", f"unknown input(s) {sorted(unknown)}; inputs are "
+                                            f"{sorted(set(INPUTS) - {'labels'})}")
     about.finish()
     thresholds = _thresholds(top.table("criteria", {}), path.name, allow_every_class=True)
+    unlabelled = _unlabelled_thresholds(top.table("unlabelled", {}), path.name)
     settings = top.table("settings", {})
     policy = Policy(
         file=path, sha256=sha256_file(path), builtin=path == DEFAULT_POLICY, thresholds=thresholds,
@@ -114,10 +127,28 @@ def load_policy(path: Path) -> Policy:
         integrity=read_spec(IntegritySpec, settings.table("integrity", {})),
         distribution=read_spec(DistributionSpec, settings.table("distribution", {})),
         max_shift=checked_number(settings, "memorisation_max_shift", int, 4, 0, 32),
+        unlabelled_thresholds=unlabelled,
     )
     settings.finish()
     top.finish()
     return policy
+
+
+def _unlabelled_thresholds(table: Table, source: str) -> dict:
+    """``[unlabelled.criteria]``: thresholds for unlabelled releases only; a label-based criterion there is an error."""
+    criteria = table.table("criteria", {})
+    found = _thresholds(criteria, source, allow_every_class=True)
+    table.finish()
+    for name, scope in found:
+        if not applies_unlabelled(REGISTRY[name]):
+            raise criteria.error(f"{scope}.{name}" if scope else name, f"'{name}' needs labels, and an unlabelled "
+                                 "release has none: it cannot be required of one")
+    return found
+
+
+def applies_unlabelled(spec: CriterionSpec) -> bool:
+    """Whether a criterion can be measured without labels (label-based ones do not apply to an unlabelled release)."""
+    return "labels" not in spec.needs
 
 
 def _threshold(table: Table, name: str, source: str) -> Threshold:
@@ -165,17 +196,43 @@ def requirements(policy: Policy, release: Release) -> list[Requirement]:
 
     A release threshold looser than the policy's, or judged more leniently, is a ConfigError
     naming both files. Criteria whose input the release lacks stay required (and fail)
-    unless the policy accepts that input missing.
+    unless the policy accepts that input missing. Label-based criteria are never required
+    of an unlabelled release (see :func:`not_applicable`).
     """
+    return [r for r in _everything(policy, release)
+            if applicable(r.spec, release) and not set(missing_inputs(r.spec, release)) & policy.accept_missing]
+
+
+def not_applicable(policy: Policy, release: Release) -> list[Requirement]:
+    """What the policy sets that does not apply to this release: label-based criteria of an unlabelled release.
+
+    Reported as not applicable (``criteria.NOT_APPLICABLE_UNLABELLED``), never required.
+    """
+    return [r for r in _everything(policy, release) if not applicable(r.spec, release)]
+
+
+def applicable(spec: CriterionSpec, release: Release) -> bool:
+    """Whether a criterion applies to a release at all (an unlabelled release has no labels to judge)."""
+    return release.labelled or applies_unlabelled(spec)
+
+
+def _everything(policy: Policy, release: Release) -> list[Requirement]:
+    """Fixed checks, the policy's thresholds ([unlabelled.criteria] too for an unlabelled release), the release's."""
     chosen: dict[tuple[str, str | None], Threshold] = {}
-    every_class_first = sorted(policy.thresholds.items(), key=lambda item: item[0][1] != EVERY_CLASS)
-    for (name, scope), threshold in every_class_first:
-        for class_name in (release.class_names if scope == EVERY_CLASS else (scope,)):
-            chosen[(name, class_name)] = threshold
+    tables = [policy.thresholds] + ([] if release.labelled else [policy.unlabelled_thresholds])
+    for thresholds in tables:
+        every_class_first = sorted(thresholds.items(), key=lambda item: item[0][1] != EVERY_CLASS)
+        for (name, scope), threshold in every_class_first:
+            for class_name in (release.class_names if scope == EVERY_CLASS else (scope,)):
+                chosen[(name, class_name)] = threshold
     ours = _thresholds(Table(release.criteria, release.config_file, "criteria"), "release", allow_every_class=False)
     for (name, class_name), threshold in ours.items():
         if class_name is not None and class_name not in release.class_names:
             raise ConfigError(release.config_file, f"criteria.{class_name}", "not a class this release declares")
+        if not applicable(REGISTRY[name], release):
+            where = f"criteria.{class_name}.{name}" if class_name else f"criteria.{name}"
+            raise ConfigError(release.config_file, where, f"'{name}' needs labels, and this release is unlabelled "
+                              "([release] labelled = false): it cannot be required of it")
         current = chosen.get((name, class_name))
         if current is not None:
             _check_tighter(REGISTRY[name], threshold, current, release, policy, name, class_name)
@@ -183,8 +240,7 @@ def requirements(policy: Policy, release: Release) -> list[Requirement]:
     fixed = [Requirement(s.name, None, s.fixed, "point", "fixed") for s in REGISTRY.values() if s.fixed is not None]
     judged = [Requirement(name, class_name, t.bound, t.judge, "release" if t.source == "release" else "policy")
               for (name, class_name), t in chosen.items()]
-    everything = fixed + sorted(judged, key=lambda r: (list(REGISTRY).index(r.criterion), r.class_name or ""))
-    return [r for r in everything if not set(missing_inputs(r.spec, release)) & policy.accept_missing]
+    return fixed + sorted(judged, key=lambda r: (list(REGISTRY).index(r.criterion), r.class_name or ""))
 
 
 def _check_tighter(spec, mine: Threshold, policy_threshold: Threshold, release, policy, name, class_name) -> None:
@@ -201,7 +257,7 @@ def _check_tighter(spec, mine: Threshold, policy_threshold: Threshold, release, 
 def missing_inputs(spec: CriterionSpec, release: Release) -> list[str]:
     """The inputs a criterion needs that the release does not give."""
     present = {"reference": release.reference is not None, "model": bool(release.model),
-               "source_images": release.source_images is not None}
+               "source_images": release.source_images is not None, "labels": release.labelled}
     return [need for need in spec.needs if not present[need]]
 
 
@@ -214,7 +270,8 @@ def apply(policy: Policy, release: Release, required: list[Requirement], grid_ov
     privacy_limits = [r.bound for r in required if r.criterion in MEMORISATION_CRITERIA]
     privacy = PrivacySpec(pixel_similarity_max=min(privacy_limits, default=PrivacySpec.pixel_similarity_max),
                           max_shift=policy.max_shift)
-    classes = tuple(dataclasses.replace(c, min_count=max(c.min_count, policy.min_positives)) for c in release.classes)
+    classes = tuple(dataclasses.replace(c, min_count=max(c.min_count, policy.min_positives)) if release.labelled else c
+                    for c in release.classes)
     return dataclasses.replace(
         release, classes=classes, integrity=policy.integrity, statistics=policy.statistics,
         distribution=policy.distribution, privacy=privacy, utility=dataclasses.replace(policy.grid, **grid_overrides),

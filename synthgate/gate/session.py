@@ -28,6 +28,8 @@ class GateSession:
         release = load_release(located.folder)
         self.policy = gate_policy.load_policy(gate_policy.find_policy(policy_option, rootdir, located.policy))
         self.requirements = gate_policy.requirements(self.policy, release)
+        # What the policy sets that does not apply here (label-based criteria of an unlabelled release): reported only
+        self.not_applicable = gate_policy.not_applicable(self.policy, release)
         self.grid_overrides = options.utility_overrides
         release = gate_policy.apply(self.policy, release, self.requirements, self.grid_overrides)
         self.evaluation = ReleaseEvaluation(release, options)
