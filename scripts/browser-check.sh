@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Open the demo's HTML report in headless Chromium and check what a reader sees;
-# the screenshot is kept at reports/demo-screenshot.png. Other arguments go to pytest.
+# Open the HTML reports of the demo (cleared) and of defect-shuffled-labels (blocked) in
+# headless Chromium at a 1280 px viewport and check what a reader sees: the verdict, the
+# per-class summary and criteria tables, every figure and sample image decoded, nothing
+# wider than the viewport. The screenshots are kept at reports/<release>-screenshot.png
+# (CI uploads reports/). Other arguments go to pytest.
 #   --install       first install Debian's chromium if it is missing (also when CI is set)
 #   --install-only  only that (for a test script that runs the whole suite afterwards)
 set -euo pipefail

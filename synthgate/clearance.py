@@ -18,6 +18,7 @@ from synthgate import __version__
 from synthgate.config.release import CONFIG_NAME, Release, content_hash, load_release
 from synthgate.config.toml import ConfigError
 from synthgate.evaluation.integrity import hash_files
+from synthgate.reporting.summary import portable_file
 from synthgate.storage import sha256_file, write_json
 
 RECORD_KIND = "synthgate clearance record"
@@ -99,8 +100,8 @@ def record_clearance(summary: dict, release: Release, policy, path: Path) -> Non
         return
     record = make_record(summary, release, policy, hashes)
     write_json(path, record)
-    summary["clearance"] = {"written": True, "path": str(path), SELF_HASH: record[SELF_HASH]}
-    summary["artifacts"]["clearance"] = str(path)
+    summary["clearance"] = {"written": True, "path": portable_file(path), SELF_HASH: record[SELF_HASH]}
+    summary["artifacts"]["clearance"] = portable_file(path)
 
 
 def read_record(path: Path) -> dict:

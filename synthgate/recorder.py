@@ -168,6 +168,11 @@ class GateRecorder:
                                    **{colour: True, "bold": True})
         for reason in summary["verdict_reasons"]:
             terminalreporter.write_line(f"  {reason}")
+        not_applicable = (summary.get("policy") or {}).get("not_applicable") or []
+        if not_applicable:
+            names = ", ".join(dict.fromkeys(entry["criterion"] for entry in not_applicable))
+            terminalreporter.write_line(f"  {len(not_applicable)} criteria of the policy {not_applicable[0]['reason']} "
+                                        f"({names})")
 
     def write_last_line(self, terminalreporter) -> None:
         """The verdict as the very last line of the run (after pytest's own counts), with why when not cleared."""

@@ -82,6 +82,9 @@ class Release:
     model: dict
     manifest: Manifest
     criteria: dict = field(default_factory=dict)  # thresholds stricter than the policy's, judged by synthgate.gate.policy
+    # False for an unconditional generator's release: the manifest has no class columns, and
+    # label-based criteria do not apply ([release] labelled = false).
+    labelled: bool = True
     # How the checks measure: the gate policy's settings, set by synthgate.gate.policy.apply.
     integrity: IntegritySpec = IntegritySpec()
     utility: UtilitySpec = UtilitySpec()
@@ -123,6 +126,7 @@ def load_release(root: Path | str) -> Release:
     if not source_datasets:
         raise about.error("source_datasets", "list the data sets the generator learned from (needed for leakage checks)")
     source_images = _data_ref(about.table("source_images", None), root, source_datasets)
+    labelled = about.get("labelled", bool, True)
     about.finish()
 
     images_table = top.table("images")
@@ -134,7 +138,7 @@ def load_release(root: Path | str) -> Release:
     manifest_file = images_table.path("manifest", root, "manifest.csv")
     images_table.finish()
 
-    classes = _classes(top.table("classes"))
+    classes = _classes(top.table("classes"), labelled)
     reference = _reference(top.table("reference", None), root)
     model = top.get("model", dict, {})
     criteria = top.get("criteria", dict, {})
@@ -157,6 +161,7 @@ def load_release(root: Path | str) -> Release:
         model=model,
         manifest=read_manifest(manifest_file),
         criteria=criteria,
+        labelled=labelled,
     )
 
 
@@ -167,11 +172,19 @@ def _positive(table: Table, key: str) -> int:
     return value
 
 
-def _classes(table: Table) -> tuple[ClassSpec, ...]:
+def _classes(table: Table, labelled: bool = True) -> tuple[ClassSpec, ...]:
+    """``[classes.NAME]``: the model output each class maps to and, in a labelled release, its minimum count.
+
+    An unlabelled release still declares its classes (what the evaluating model looks for
+    in its images), but it has no label counts: ``min_count`` there is an error.
+    """
     classes = []
     for name in list(table.data):
         spec = table.table(name)
-        min_count = spec.get("min_count", int, 1)
+        if not labelled and "min_count" in spec.data:
+            raise spec.error("min_count", "an unlabelled release ([release] labelled = false) has no labels to count; "
+                                          "leave min_count out")
+        min_count = spec.get("min_count", int, 1 if labelled else 0)
         if min_count < 0:
             raise spec.error("min_count", "must be >= 0")
         classes.append(ClassSpec(name, spec.get("model_output", str), min_count))

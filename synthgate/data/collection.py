@@ -14,6 +14,8 @@ import numpy as np
 
 from synthgate.storage import fingerprint
 
+UNLABELLED = -1  # the label of every image of an unlabelled release: neither 0 nor 1, so no metric can use it
+
 
 @dataclass(frozen=True)
 class Collection:
@@ -23,12 +25,17 @@ class Collection:
     datasets: tuple[str, ...]
     paths: tuple[Path, ...]
     digests: tuple[str, ...]
-    labels: np.ndarray  # (n, len(classes)) of 0/1
+    labels: np.ndarray  # (n, len(classes)) of 0/1; UNLABELLED throughout for an unlabelled release
     classes: tuple[str, ...]
     groups: tuple[str, ...]
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    @property
+    def labelled(self) -> bool:
+        """Whether every image carries its labels (an unlabelled release's images carry none)."""
+        return not (self.labels == UNLABELLED).any()
 
     def column(self, name: str) -> np.ndarray:
         return self.labels[:, self.classes.index(name)]

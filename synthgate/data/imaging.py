@@ -19,6 +19,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 XRV_RANGE = 1024.0
+# How an image larger than the model input is brought down to it: area averaging. Part of the
+# feature cache key (models.embedding.Extractor.preprocessing): change both together.
+RESAMPLING_DOWN = Image.Resampling.BOX
 IMAGE_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "GIF", "WEBP", "PPM", "JPEG2000")
 COLOUR_MODES = {"RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
 
@@ -160,10 +163,17 @@ def inspect(image: Image.Image, metadata: tuple[str, ...] = ()) -> ImageFacts:
 
 
 def load_xrv(path, size: int | None = None) -> np.ndarray:
-    """Decode a file to a (1, H, W) float32 array in xrv range, optionally resized to ``size``."""
+    """Decode a file to a (1, H, W) float32 array in xrv range, optionally resized to ``size``.
+
+    A larger image is area-averaged down (``RESAMPLING_DOWN``: each model pixel is the mean of
+    the image pixels it covers, so a 512 px image reaches a 64 px model neither aliased nor
+    blurred); a smaller one is interpolated up bilinearly.
+    """
     grey, max_value = to_grey_array(open_image(path))
     if size is not None and grey.shape != (size, size):
-        resized = Image.fromarray(grey.astype(np.float32)).resize((size, size), Image.Resampling.BILINEAR)
+        down = grey.shape[0] >= size and grey.shape[1] >= size
+        resample = RESAMPLING_DOWN if down else Image.Resampling.BILINEAR
+        resized = Image.fromarray(grey.astype(np.float32)).resize((size, size), resample)
         grey = np.asarray(resized)
     return to_xrv(grey, max_value)[None]
 

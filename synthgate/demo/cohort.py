@@ -62,14 +62,17 @@ def cohort_items(section: Table, size: int, seed: int, prefix: str) -> tuple[str
     return site, items
 
 
-def write_collection(directory: Path, items: list[Item], with_patients: bool = True) -> None:
-    """Write images and a manifest (path, [patient_id], seed, one 0/1 column per class)."""
+def write_collection(directory: Path, items: list[Item], with_patients: bool = True, with_labels: bool = True) -> None:
+    """Write images and a manifest (path, [patient_id], seed, [one 0/1 column per class]).
+
+    ``with_labels=False`` writes an unlabelled release's manifest: no class columns at all.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     for item in items:
         target = directory / item.path
         target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(item.pixels).save(target)
-    classes = list(items[0].labels)
+    classes = list(items[0].labels) if with_labels else []
     with open(directory / "manifest.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", *(["patient_id"] if with_patients else []), "seed", *classes])

@@ -7,6 +7,7 @@ damage the written release (files, manifest, paths, metadata).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -66,6 +67,16 @@ def _finding_missing(items, rng, params, world):
             item.rerender(item.spec.findings - {name})
 
 
+def _finding_never_drawn(items, rng, params, world):
+    """A generator that has lost a finding: every image that would show it is drawn without it (labels follow)."""
+    name = params.get("class", "cardiomegaly")
+    for item in items:
+        if name in item.spec.findings:
+            item.rerender(item.spec.findings - {name})
+            item.spec = dataclasses.replace(item.spec, findings=item.spec.findings - {name})
+            item.labels[name] = 0
+
+
 def _single_class(items, rng, params, world):
     """Every image labelled with exactly one finding, the images as drawn (a generator asked for one class only
     that ignored the request): the label set collapses while the images keep the source's mix."""
@@ -117,6 +128,7 @@ ITEM_DEFECTS = {
     "degraded": _degrade,
     "shuffled-labels": _shuffle_labels,
     "finding-missing": _finding_missing,
+    "finding-never-drawn": _finding_never_drawn,
     "single-class": _single_class,
     "wrong-size": _wrong_size,
     "blank": _blank,

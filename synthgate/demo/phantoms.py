@@ -8,7 +8,9 @@ module owns the anatomy, the findings' appearance and the acquisition of one fil
 
 Everything is drawn in continuous normalised coordinates (``u`` to image-right,
 ``v`` downwards, both in [-1, 1]) so the same seed gives the same anatomy at
-64, 224 or 512 px. The film is PA: the patient's left is image-right, so the
+64, 224 or 512 px, and pixel noise is drawn on a fixed detector grid (``NOISE_GRID``),
+so a 512 px film area-averaged to 64 px looks like one drawn at 64 px (what a 64 px
+evaluating model sees of a 512 px release). The film is PA: the patient's left is image-right, so the
 heart bulges to image-right.
 
 Random draws come from independent streams so that a finding changes only the
@@ -98,9 +100,18 @@ def _draw_patient(rng: np.random.Generator, site: Site) -> dict:
     }
 
 
+# Pixel noise is drawn on a detector grid of at most this many cells across the film; a
+# larger film repeats each cell's value over the pixels it covers. Noise is then the same
+# whatever the size a film is drawn at once it is brought back to this size by area averaging
+# (what the gate does before a 64 px model sees a 512 px film), and films of at most
+# NOISE_GRID px are exactly as before.
+NOISE_GRID = 64
+
+
 def _draw_acquisition(rng: np.random.Generator, site: Site, size: int) -> dict:
-    """Positioning, exposure and noise of one image."""
+    """Positioning, exposure and noise of one image (noise on the detector grid, see NOISE_GRID)."""
     z = [float(t) for t in rng.standard_normal(6)]
+    cells = min(size, NOISE_GRID)
     return {
         "du": site.offset[0] + site.shift_sd * z[0],
         "dv": site.offset[1] + site.shift_sd * z[1],
@@ -109,8 +120,16 @@ def _draw_acquisition(rng: np.random.Generator, site: Site, size: int) -> dict:
         "inspiration": 1.0 + 0.02 * z[4],
         "exposure": 0.015 * z[5],
         "texture": rng.standard_normal((6, 6)).astype(np.float32),
-        "noise": rng.standard_normal((size, size), dtype=np.float32),
+        "noise": _detector_noise(rng.standard_normal((cells, cells), dtype=np.float32), size),
     }
+
+
+def _detector_noise(cells: np.ndarray, size: int) -> np.ndarray:
+    """Noise drawn per detector cell, spread over the ``size`` x ``size`` pixels each cell covers."""
+    if len(cells) == size:
+        return cells
+    index = np.arange(size) * len(cells) // size
+    return np.ascontiguousarray(cells[index][:, index])
 
 
 def _draw_findings(rng: np.random.Generator) -> dict:

@@ -94,13 +94,15 @@ def _build_release(world: Path, name: str, recipe: dict, size: int, rng_seed: in
     target = world / "releases" / name
     synthesis = Table(recipe.get("synthesis", {}), recipe_files()[name], "synthesis")
     seed = synthesis.get("seed", int)
+    size = synthesis.get("image_size", int, size)  # a release may be drawn larger than the world (e.g. 512 px)
     _, items = cohort_items(synthesis, size, seed, prefix="synthetic")
     synthesis.finish()
     defect = recipe.get("defect")
     rng = np.random.default_rng(rng_seed)
     if defect and defect["kind"] in ITEM_DEFECTS:
         ITEM_DEFECTS[defect["kind"]](items, rng, defect, world)
-    write_collection(target, items, with_patients=False)
+    labelled = recipe["release"].get("release", {}).get("labelled", True)
+    write_collection(target, items, with_patients=False, with_labels=labelled)
     if defect and defect["kind"] in FILE_DEFECTS:
         FILE_DEFECTS[defect["kind"]](target, rng, defect)
     (target / "release.toml").write_text(

@@ -40,6 +40,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
+from synthgate.config.manifest import MANIFEST_INFO_COLUMNS
 from synthgate.config.release import (
     CLEARANCE_NAME,
     ImageSpec,
@@ -307,6 +308,9 @@ def _judge(relative: str, facts: ImageFacts, release: Release, problems: dict[st
 def _check_labels(release: Release, problems: dict[str, list[Offence]], manifest_name: str) -> None:
     declared = set(release.class_names)
     columns = release.manifest.label_columns
+    if not release.labelled:
+        _check_no_labels(release, problems, manifest_name)
+        return
     for column in columns:
         if column not in declared:
             problems["labels"].append(
@@ -314,7 +318,10 @@ def _check_labels(release: Release, problems: dict[str, list[Offence]], manifest
             )
     for name in release.class_names:
         if name not in columns:
-            problems["labels"].append(Offence(manifest_name, f"declared class '{name}' has no manifest column"))
+            problems["labels"].append(Offence(manifest_name, f"declared class '{name}' has no manifest column "
+                                                           "(a labelled release has a 0/1 column per class; an "
+                                                           "unconditional generator's release says [release] "
+                                                           "labelled = false)"))
     counts: Counter[str] = Counter()
     for row in release.manifest.rows:
         for column, value in row.labels.items():
@@ -327,6 +334,18 @@ def _check_labels(release: Release, problems: dict[str, list[Offence]], manifest
             problems["class_counts"].append(
                 Offence(manifest_name, f"class '{spec.name}' has {counts[spec.name]} images, minimum {spec.min_count}")
             )
+
+
+def _check_no_labels(release: Release, problems: dict[str, list[Offence]], manifest_name: str) -> None:
+    """An unlabelled release's manifest has no class columns (nor any other column the gate does not know)."""
+    for column in release.manifest.label_columns:
+        if column in release.class_names:
+            why = (f"column '{column}' is a class column, but release.toml declares the release unlabelled "
+                   "([release] labelled = false): drop the column, or declare the release labelled")
+        else:
+            why = (f"column '{column}' is not a column of an unlabelled release's manifest "
+                   f"(path, {', '.join(MANIFEST_INFO_COLUMNS)})")
+        problems["labels"].append(Offence(manifest_name, why))
 
 
 def near_duplicate_pairs(hashes: dict[str, int], max_bits: int) -> list[tuple[str, str, int]]:

@@ -46,17 +46,19 @@ class Findings(list):
     and ``problem`` when it could not be carried out at all (then it is truthy even if empty:
     nothing may be measured with a model whose leakage could not be checked)."""
 
-    def __init__(self, offences: Sequence[Offence] = (), note: str = "", problem: str = ""):
+    def __init__(self, offences: Sequence[Offence] = (), note: str = "", problem: str = "", missing: str = ""):
         super().__init__(offences)
         self.note = note
         self.problem = problem
+        self.missing = missing  # the input whose absence kept it from running (the policy may accept that)
 
     def __bool__(self) -> bool:
         return len(self) > 0 or bool(self.problem)
 
 
-def not_checked(why: str) -> Findings:
-    return Findings(note=f"not checked: {why}")
+def not_checked(why: str, missing: str = "") -> Findings:
+    """A check that did not run: not applicable (``missing`` empty), or lacking an input (a failure unless accepted)."""
+    return Findings(note=f"not checked: {why}", missing=missing)
 
 
 # --------------------------------------------------------------------------- image sets
@@ -246,7 +248,7 @@ def shared_patients(first: ImageSet, second: ImageSet) -> Findings:
     """Patients with images on both sides, where both sides carry patient ids of the same data set."""
     for side in (first, second):
         if not side.has_patients:
-            return not_checked(f"{side.what} carry no patient ids")
+            return not_checked(f"{side.what} carry no patient ids", missing="patient_ids")
     if not same_dataset(first.datasets, second.datasets):
         return not_checked(f"{first.what} ({', '.join(first.datasets)}) and {second.what} "
                            f"({', '.join(second.datasets)}) are different data sets: their patient ids are not comparable")

@@ -17,7 +17,7 @@ import numpy as np
 from synthgate.config.release import Release
 from synthgate.config.toml import ConfigError, Table
 from synthgate.data import loading
-from synthgate.data.collection import Collection
+from synthgate.data.collection import UNLABELLED, Collection
 from synthgate.evaluation.integrity import IntegrityReport, Offence, scan_release
 
 
@@ -58,6 +58,9 @@ class ReleaseEvaluation:
 
     @property
     def class_counts(self) -> dict[str, int]:
+        """Positives per class as the manifest labels them (none for an unlabelled release)."""
+        if not self.release.labelled:
+            return {}
         return {
             name: sum(row.labels.get(name) == "1" for row in self.release.manifest.rows)
             for name in self.release.class_names
@@ -73,7 +76,8 @@ class ReleaseEvaluation:
             datasets=(f"synthetic:{self.release.name}",),
             paths=tuple(self.release.root / row.path for row in rows),
             digests=tuple(self.integrity.file_digests[row.path] for row in rows),
-            labels=np.array([[int(row.labels[c]) for c in classes] for row in rows], dtype=np.int64).reshape(len(rows), len(classes)),
+            labels=np.array([[int(row.labels[c]) if self.release.labelled else UNLABELLED for c in classes]
+                             for row in rows], dtype=np.int64).reshape(len(rows), len(classes)),
             classes=classes,
             groups=tuple(f"image:{row.path}" for row in rows),
         )
@@ -237,7 +241,7 @@ class ReleaseEvaluation:
             names = found["model_never_saw_generator_source"].note
             for check in ("model_saw_no_source_images", "model_saw_no_source_patients",
                           "release_holds_no_model_training_images"):
-                found[check] = leakage.not_checked(f"{basis}; {names}")
+                found[check] = leakage.not_checked(f"{basis}; {names}", missing="model_image_list")
             return found
         if "source" in sets:
             found["model_saw_no_source_images"] = leakage.shared_images(sets["source"], model, max_shift)
@@ -347,6 +351,13 @@ class ReleaseEvaluation:
         stats = self.release.statistics
         groups = tuple(np.asarray(self.splits[s].groups) for s in ("test", "synthetic"))
         return pretrained_evaluation(labels, scores, n_boot=stats.n_boot, seed=stats.seed, groups=groups)
+
+    @cached_property
+    def prevalence(self):
+        """Per class: the shares of synthetic and of real test images the model calls positive (no labels needed)."""
+        from synthgate.evaluation.prevalence import predicted_prevalence
+
+        return predicted_prevalence(self)
 
     @cached_property
     def utility(self):

@@ -30,6 +30,7 @@ class Measurement:
     rows: list[dict] = field(default_factory=list)
     problem: str = ""
     note: str = ""
+    missing_input: str = ""  # the input whose absence is the problem (the gate policy may accept it missing)
 
     @classmethod
     def of(cls, estimate: Estimate, **extra) -> Measurement:
@@ -90,6 +91,8 @@ def leakage(check: str):
             return Measurement.missing("its inputs are missing")
         if getattr(found, "problem", ""):
             return Measurement.missing(found.problem)
+        if getattr(found, "missing", ""):
+            return Measurement(problem=found.note, missing_input=found.missing)
         return dataclasses.replace(_count(found), note=getattr(found, "note", ""))
 
     return measure

@@ -65,9 +65,16 @@ class GateSession:
         try:
             if requirement.spec.family in MODEL_FAMILIES:
                 self.evaluation.model  # noqa: B018 - load (or train) once, so a bad model is one clear message
-            return requirement.spec.measure(self.evaluation, requirement.class_name)
+            measured = requirement.spec.measure(self.evaluation, requirement.class_name)
         except (ModelLoadError, ConfigError) as error:
             return Measurement.missing(f"the evaluating model could not be used: {error}")
+        if measured.missing_input in self.policy.accept_missing:
+            return Measurement(value=0.0, note=f"{measured.problem} (accepted by the gate policy: "
+                                               f"{INPUTS[measured.missing_input]} may be missing)")
+        if measured.missing_input:
+            return Measurement.missing(f"{measured.problem}; the gate policy ({self.policy.file.name}) does not accept "
+                                       f"{INPUTS[measured.missing_input]} missing")
+        return measured
 
     def judge(self, requirement: gate_policy.Requirement, measured: Measurement) -> None:
         """Raises GateFailure when the requirement is not met."""

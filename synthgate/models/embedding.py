@@ -153,7 +153,8 @@ class Extractor:
 
     @property
     def preprocessing(self) -> str:
-        return f"xrv1024-{self.size}px-{self.precision}"
+        """The cache key of how images become inputs: xrv range, input size, area-averaged down, precision."""
+        return f"xrv1024-{self.size}px-area-{self.precision}"
 
     def __call__(self, paths, digests) -> Embeddings:
         cache = FeatureCache(self.cache_root, self.model_id, self.preprocessing)

@@ -3,6 +3,9 @@
 Used for the leakage-free reference model, and for the fine-tune / from-scratch
 modes of the utility experiments. Fixed seed, validation split by patient, early
 stopping on validation AUROC, bf16 autocast + channels_last where measured faster.
+A model trained here records what it saw, image by image (:func:`seen_images`: file
+hash, decoded-pixel hash, patient), in a list beside its checkpoint that its card
+names and hashes, so that leakage is checked on images, not only on data-set names.
 """
 
 from __future__ import annotations

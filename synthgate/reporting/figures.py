@@ -104,3 +104,30 @@ def strip(paths: list[str], size: int = 112) -> str | None:
         canvas.paste(thumb, (x, 0))
         x += thumb.width + gap
     return _png_uri(canvas)
+
+
+def prevalence_figure(prevalence: dict, classes: list[str]) -> str | None:
+    """Per class: histograms of the model's score on real test and synthetic images, and the decision threshold.
+
+    ``prevalence`` is the gathered block (``reporting.prevalence.gather_prevalence``): bin
+    counts per set, drawn as densities so sets of different sizes compare.
+    """
+    shown = [name for name in classes if (prevalence or {}).get(name, {}).get("histogram")]
+    if not shown:
+        return None
+    figure, axes = _figure(len(shown))
+    for axis, name in zip(axes, shown):
+        entry = prevalence[name]
+        edges = np.asarray(entry["histogram"]["edges"])
+        for set_name, colour in (("real test", "#1f4e79"), ("synthetic", "#c55a11")):
+            counts = np.asarray(entry["histogram"][set_name], dtype=float)
+            if counts.sum():
+                share = (entry.get("real" if set_name == "real test" else "synthetic") or {}).get("value")
+                label = f"{set_name} ({counts.sum():.0f} images" + (f", {share:.0%} called positive)" if share is not None
+                                                                    else ")")
+                axis.stairs(counts / counts.sum(), edges, color=colour, linewidth=1.5, label=label)
+        if entry.get("threshold") is not None:
+            axis.axvline(entry["threshold"], color="#555555", linestyle="--", linewidth=1, label="threshold (real validation)")
+        axis.set(title=name, xlabel="model score", ylabel="share of images", xlim=(0, 1))
+        axis.legend(fontsize=7, loc="upper center")
+    return _png_uri(figure)

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from synthgate.evaluation.realism import PIXEL_SIZE
+from synthgate.gate.criteria import NOT_APPLICABLE_UNLABELLED
 from synthgate.gate.policy import EVERY_CLASS
 from synthgate.measures.metrics import METRICS
 from synthgate.reporting.figures import strip
 from synthgate.reporting.paths import Places
+from synthgate.reporting.prevalence import called_positive, gather_prevalence
 
 SAMPLES_PER_CLASS = 6
 PAIRS_SHOWN = 8
@@ -51,7 +52,9 @@ def gather(gate) -> dict:
         data["pretrained"] = _pretrained_rows(evaluation)
     if computed("utility"):
         data["utility"] = _utility_rows(evaluation)
-    if computed("pretrained") or computed("utility"):
+    if computed("prevalence"):
+        data["prevalence"] = gather_prevalence(evaluation)
+    if computed("pretrained") or computed("utility") or computed("prevalence"):
         data["scores"] = _scores(evaluation, places)
     if computed("distribution"):
         data["distribution"] = _distribution(evaluation.distribution)
@@ -98,6 +101,8 @@ def _policy(gate) -> dict:
         "requirements": [{"key": r.key, "criterion": r.criterion, "class": r.class_name, "bound": r.bound,
                           "direction": r.spec.direction, "judge": r.judge, "source": r.source}
                          for r in gate.requirements],
+        "not_applicable": [{"key": r.key, "criterion": r.criterion, "class": r.class_name,
+                            "reason": NOT_APPLICABLE_UNLABELLED} for r in getattr(gate, "not_applicable", [])],
     }
 
 
@@ -112,6 +117,7 @@ def _identity(evaluation, places: Places) -> dict:
         "config_hash": release.config_hash,
         "images": len(release.manifest.rows),
         "class_counts": evaluation.class_counts,
+        "labelled": release.labelled,
         "classes": [dataclasses.asdict(c) for c in release.classes],
         "generator": release.generator,
         "source_datasets": list(release.source_datasets),
@@ -127,6 +133,8 @@ def _identity(evaluation, places: Places) -> dict:
 
 def _resolution(evaluation) -> dict:
     """The size each kind of check looked at the images: as delivered, the model's input, the pixel comparisons'."""
+    from synthgate.evaluation.realism import PIXEL_SIZE  # imports torch: only once there is something to report
+
     release = evaluation.release
     return {"delivered": [release.images.width, release.images.height], "model_input": None, "pixel": PIXEL_SIZE,
             "duplicate_max_shift": release.distribution.max_shift, "memorisation_max_shift": release.privacy.max_shift}
@@ -183,6 +191,8 @@ def _samples(evaluation, places: Places) -> dict:
     samples = {}
     for name in release.class_names:
         synthetic = [release.root / r.path for r in release.manifest.rows if r.labels.get(name) == "1" and r.path in decoded]
+        if not release.labelled:  # no labels: the images the evaluating model calls positive, once it has scored them
+            synthetic = called_positive(evaluation, name) if evaluation.computed("prevalence") else []
         real = []
         if evaluation.computed("reference_test"):
             test = evaluation.reference_test
@@ -247,7 +257,7 @@ def _scores(evaluation, places: Places) -> dict:
     splits, release = evaluation.splits, evaluation.release
     computed = evaluation.computed
     wanted = {"real test": "test"}
-    if computed("pretrained"):
+    if computed("pretrained") or computed("prevalence"):
         wanted = {"validation": "validation", "real test": "test", "synthetic": "synthetic"}
     index = evaluation.class_outputs()
     scores = {}
@@ -257,9 +267,10 @@ def _scores(evaluation, places: Places) -> dict:
             "images": [places.name(p) for p in collection.paths],
             "sha256": list(collection.digests),
             "patients": ["" if group.startswith("image:") else group for group in collection.groups],
-            "labels": {name: collection.column(name).tolist() for name in release.class_names},
+            "labels": {name: collection.column(name).tolist() if collection.labelled else [None] * len(collection)
+                       for name in release.class_names},
         }
-        if computed("pretrained"):
+        if computed("pretrained") or computed("prevalence"):
             model_scores = evaluation.embeddings(collection).scores
             entry["pretrained"] = {name: model_scores[:, k].tolist() for name, k in index.items()}
         scores[set_name] = entry

@@ -6,13 +6,25 @@ is formatted here; the template (``templates/report.html.j2``) only lays it out.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from synthgate.gate.verdicts import JUDGED_ON
 from synthgate.measures.metrics import METRICS
-from synthgate.reporting.figures import FRAMEWORK_ORDER, learning_curve_figure, roc_figure, strip
-from synthgate.reporting.gather import PAIRS_SHOWN
+from synthgate.reporting.figures import FRAMEWORK_ORDER, learning_curve_figure, prevalence_figure, roc_figure
+from synthgate.reporting.prevalence import prevalence_view
+from synthgate.reporting.sections import (
+    GLOSSARY,
+    MARKS,
+    SOURCES,
+    bound_text,
+    class_summary,
+    distribution_rows,
+    not_checked,
+    policy_view,
+    prevalence,
+    release_level,
+    threshold_differences,
+)
+from synthgate.reporting.summary import class_order
 
+LEADING = ["auroc"]  # threshold-free numbers lead; the threshold-dependent ones follow
 METRIC_NAMES = {"accuracy": "Accuracy", "precision": "Precision", "recall": "Recall", "f1": "F1", "auroc": "AUROC"}
 
 
@@ -44,20 +56,17 @@ def criterion_title(entry: dict) -> str:
 
 
 def _criterion_view(entry: dict) -> dict:
-    """One row of the criteria table: what was measured, the rule it was held to and who set the rule."""
+    """One row of the criteria table: what was measured, the rule it was held to, who set it, and at what resolution."""
     shown = entry.get("value")
+    source = SOURCES.get(entry.get("source") or "policy", entry.get("source"))
     if entry["kind"] == "check" and entry.get("maximum") == 0:  # file and leakage checks: zero offences
         value = (entry["message"] or entry["outcome"]).splitlines()[0] if entry["outcome"] != "passed" else "none found"
-        return {**entry, "title": criterion_title(entry), "value_text": value, "rule": "no offending file"}
+        return {**entry, "title": criterion_title(entry), "value_text": value, "rule": "no offending file",
+                "set_by": source, "mark": MARKS.get(entry["outcome"], entry["outcome"])}
     value = "–" if shown is None else _number(shown)
-    if entry.get("ci_low") is not None:
-        value += f" [{_number(entry['ci_low'])}, {_number(entry['ci_high'])}]"
-    if entry.get("baseline_text"):
-        value += f" ({entry['baseline_text']})"
-    judged = JUDGED_ON.get(entry.get("judged_on") or "point", "")
-    bound = f"≥ {entry['minimum']:g}" if entry.get("minimum") is not None else f"≤ {entry['maximum']:g}"
-    rule = f"{bound} ({judged}; {entry.get('source') or 'policy'})"
-    return {**entry, "title": criterion_title(entry), "value_text": value, "rule": rule}
+    ci = f"[{_number(entry['ci_low'])}, {_number(entry['ci_high'])}]" if entry.get("ci_low") is not None else ""
+    return {**entry, "title": criterion_title(entry), "value_text": value, "ci": ci, "baseline": entry.get("baseline_text") or "",
+            "rule": bound_text(entry), "set_by": source, "mark": MARKS.get(entry["outcome"], entry["outcome"])}
 
 
 def _card_view(card: dict | None) -> list[tuple[str, str]]:
@@ -81,29 +90,38 @@ def _card_view(card: dict | None) -> list[tuple[str, str]]:
     ]
 
 
+def _pretrained_view(rows: list[dict], classes: list[str]) -> list[dict]:
+    """Pretrained rows in the classes' order, real before synthetic, with prevalence and every metric's CI."""
+    ordered = sorted(rows, key=lambda r: (classes.index(r["class"]) if r["class"] in classes else len(classes), r["set"]))
+    return [{**row, "prevalence": prevalence(row), "cells": {m: _with_ci(row, m) for m in METRICS},
+             "difference": _with_ci(row, "auroc_difference")} for row in ordered]
+
+
 def document_context(summary: dict, data: dict) -> dict:
     """Everything the template shows, formatted: the template only lays it out."""
     release = data.get("release") or {}
-    classes = [c["name"] for c in release.get("classes", [])]
+    classes = summary.get("classes") or class_order(data)
     criteria = [_criterion_view(c) for c in summary["criteria"]]
     pretrained = data.get("pretrained") or []
     utility = data.get("utility") or []
-    release_root = Path(release.get("path", "."))
-    near = data.get("near_duplicates") or {"count": 0, "closest": []}
+    near = data.get("near_duplicates")
+    samples = data.get("samples") or {}
     return {
         "summary": summary,
         "verdict": summary["verdict"],
         "failed": [c for c in criteria if c["outcome"] in ("failed", "error")],
         "not_evaluated": [c for c in criteria if c["outcome"] not in ("passed", "failed", "error")],
+        "class_summary": class_summary(summary["criteria"], classes, release.get("class_counts") or {}),
+        "release_level": release_level(summary["criteria"]),
+        "not_checked": not_checked(summary, classes),
         "criteria": criteria,
-        "policy": data.get("policy") or {},
+        "policy": policy_view(data.get("policy") or {}, summary["criteria"]),
+        "resolution": summary.get("resolution") or {},
         "release": release,
         "card": _card_view(data.get("model_card")),
-        "metrics": [(m, METRIC_NAMES[m]) for m in METRICS],
-        "pretrained": [
-            {**row, "cells": {m: _with_ci(row, m) for m in METRICS}, "difference": _with_ci(row, "auroc_difference")}
-            for row in pretrained
-        ],
+        "metrics": [(m, METRIC_NAMES[m]) for m in LEADING + [m for m in METRICS if m not in LEADING]],
+        "pretrained": _pretrained_view(pretrained, classes),
+        "differences": threshold_differences(pretrained, classes),
         "roc": roc_figure(data.get("scores") or {}, classes) if pretrained else None,
         "utility": {
             name: [
@@ -116,19 +134,21 @@ def document_context(summary: dict, data: dict) -> dict:
             for name in classes
         } if utility else {},
         "learning_curve": learning_curve_figure(utility, classes),
-        "samples": {
-            name: {set_name: strip(paths) for set_name, paths in sets.items()}
-            for name, sets in (data.get("samples") or {}).items()
-        },
-        "near_duplicates": {
-            **near,
-            "pairs": [{**p, "image": strip([str(release_root / p["a"]), str(release_root / p["b"])], 96)} for p in near["closest"]],
+        "unlabelled": release.get("labelled") is False,
+        "predicted_prevalence": prevalence_view(data.get("prevalence"), classes, release.get("labelled") is not False),
+        "prevalence_figure": prevalence_figure(data.get("prevalence") or {}, classes),
+        "distribution": data.get("distribution"),
+        "distribution_rows": distribution_rows(data.get("distribution"), classes),
+        "samples": {name: samples[name] for name in classes if name in samples},
+        "near_duplicates": None if near is None else {
+            **near, "shown": [{**c, "image": image} for c, image in zip(near["clusters"], data.get("duplicate_strips") or [])],
         },
         "memorisation": None if data.get("memorisation") is None else [
-            {**p, "image": strip([p["synthetic"], p["match"]], 96)} for p in data["memorisation"][:PAIRS_SHOWN]
+            {**p, "image": image} for p, image in zip(data["memorisation"], data.get("memorisation_strips") or [])
         ],
         "feature_neighbours": data.get("feature_neighbours") or {},
-        "artifacts": {key: Path(path).name for key, path in summary["artifacts"].items()},
+        "glossary": GLOSSARY,
+        "artifacts": summary["artifacts"],
     }
 
 

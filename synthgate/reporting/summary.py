@@ -1,27 +1,61 @@
 """The machine-readable summary and the files beside the report (CSV tables, scores).
 
-Nothing here imports pytest: the recorder hands in the outcomes it collected.
+Nothing here imports pytest: the recorder hands in the outcomes it collected. No
+machine path leaves here: files are named relative to the release, a named data set
+or the summary's folder (:mod:`synthgate.reporting.paths`).
 """
 
 from __future__ import annotations
 
 import csv
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 from synthgate import __version__
 from synthgate.gate.criteria import FAMILIES
 from synthgate.gate.verdicts import verdict as gate_verdict
+from synthgate.reporting.paths import scrub
 
-SUMMARY_SCHEMA_VERSION = 2
+SUMMARY_SCHEMA_VERSION = 3
 # Every criterion entry of the summary has these keys (None where they do not apply or were not measured).
 CRITERION_FIELDS = ("id", "key", "name", "kind", "family", "class", "description", "direction", "value", "ci_low",
                     "ci_high", "n", "positives", "negatives", "minimum", "maximum", "source", "baseline", "baseline_text",
-                    "judged_on", "judged_value", "problem", "note", "details_count", "details", "outcome", "message")
+                    "judged_on", "judged_value", "problem", "note", "details_count", "details", "resolution", "outcome",
+                    "message")
+# What each check looked at: files as delivered, the model's input, or the pixel comparisons' size.
+MODEL_FEATURES = ("frechet_distance_near_real_baseline", "not_detectable_as_synthetic")
+PIXEL_SIMILARITY = {"no_mode_collapse": "duplicate_max_shift", "no_memorised_training_images": "memorisation_max_shift",
+                    "no_copies_of_reference_images": "memorisation_max_shift"}
+
+
+def class_order(data: dict) -> list[str]:
+    """The classes of interest first: those the policy names explicitly, then the rest in the release's order."""
+    classes = [c["name"] for c in (data.get("release") or {}).get("classes", [])]
+    named = [c for c in (data.get("policy") or {}).get("named_classes", []) if c in classes]
+    return named + [c for c in classes if c not in named]
+
+
+def resolution_of(name: str, family: str, resolution: dict) -> str:
+    """The size the images had when a criterion was measured, in words."""
+    width, height = resolution.get("delivered") or (None, None)
+    model = resolution.get("model_input")
+    model_text = f"{model}×{model} px (model input)" if model else "the model's input size (model not loaded)"
+    if name in PIXEL_SIMILARITY:
+        return f"{resolution['pixel']}×{resolution['pixel']} px (pixel similarity, shifts up to {resolution[PIXEL_SIMILARITY[name]]} px)"
+    if name in MODEL_FEATURES or family in ("fidelity", "utility"):
+        return model_text
+    if name == "model_never_saw_generator_source":
+        return "model card (data-set names, training-image fingerprints)"
+    if name == "reference_splits_share_no_patients":
+        return "patient ids"
+    if family == "leakage":
+        return f"file and pixel hashes; near-duplicates at {resolution['pixel']}×{resolution['pixel']} px"
+    return f"files as delivered ({width}×{height} px)"
 
 
 def _order(classes: list[str]):
-    """Family by family, criterion by criterion, classes in the release's order (the one that matters most first)."""
+    """Family by family, criterion by criterion, classes of interest first (:func:`class_order`)."""
     families = list(FAMILIES)
 
     def key(entry: dict) -> tuple:
@@ -34,14 +68,17 @@ def _order(classes: list[str]):
 
 def build_summary(data: dict, criteria: list[dict], required: list[str], narrowed: dict, artifacts: dict) -> dict:
     """The machine-readable summary (docs/summary-schema.md): the verdict against what was required."""
-    classes = [c["name"] for c in (data.get("release") or {}).get("classes", [])]
+    classes = class_order(data)
+    resolution = data.get("resolution") or {}
     criteria = sorted((dict.fromkeys(CRITERION_FIELDS) | entry for entry in criteria), key=_order(classes))
+    for entry in criteria:
+        entry["resolution"] = resolution_of(entry["name"], entry["family"], resolution) if resolution else None
     outcomes: dict[str, list[str]] = {}
     for entry in criteria:
         outcomes.setdefault(entry["key"], []).append(entry["outcome"])
     verdict, reasons = gate_verdict(required, outcomes, narrowed["reasons"])
     counts = {outcome: sum(c["outcome"] == outcome for c in criteria) for outcome in ("passed", "failed", "error", "skipped")}
-    return {
+    summary = {
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "tool": {"name": "synthgate", "version": __version__},
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -52,16 +89,31 @@ def build_summary(data: dict, criteria: list[dict], required: list[str], narrowe
         "required": required,
         "policy": data.get("policy"),
         "release": data.get("release"),
+        "classes": classes,
+        "resolution": data.get("resolution"),
         "model_card": data.get("model_card"),
         "versions": versions(),
         "criteria": criteria,
         "tables": {"pretrained": data.get("pretrained"), "utility": data.get("utility")},
+        "distribution": data.get("distribution"),
         "near_duplicates": data.get("near_duplicates"),
         "memorisation": data.get("memorisation"),
         "feature_neighbours": data.get("feature_neighbours"),
         "clearance": None,
-        "artifacts": artifacts,
+        "artifacts": relative_artifacts(artifacts),
     }
+    return scrub(summary, data.get("path_names") or [])
+
+
+def relative_artifacts(artifacts: dict[str, str]) -> dict[str, str]:
+    """The files this run wrote, each named by :func:`portable_file`."""
+    return {key: portable_file(path) for key, path in artifacts.items()}
+
+
+def portable_file(path) -> str:
+    """A file this run wrote: relative to the folder the gate ran in when inside it, else its name (never a machine path)."""
+    relative = Path(os.path.relpath(Path(path).resolve(), Path.cwd().resolve())).as_posix()
+    return Path(path).name if relative.startswith("../") else relative
 
 
 def versions() -> dict[str, str]:

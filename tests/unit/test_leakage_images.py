@@ -170,6 +170,7 @@ def write_checkpoint_card(folder: Path, listed: list[SeenImage] | None, datasets
     """A checkpoint's card (and image list) as another team would hand it over; no weights are needed for leakage."""
     checkpoint = folder / "model.pt"
     folder.mkdir(parents=True, exist_ok=True)
+    checkpoint.write_bytes(b"weights are never read by the leakage checks")
     seen = save_seen_images(listed, seen_images_path(checkpoint)) if listed is not None else None
     ModelCard(
         model_id="their-densenet", architecture=ARCHITECTURE, training_datasets=datasets,
@@ -430,3 +431,26 @@ def test_the_pixel_hash_is_the_picture_not_the_file(tmp_path):
     assert len(set(sha256_file(tmp_path / f"{name}.png") for name in "abcd")) == 4
     assert hashes[0] == hashes[1] == hashes[2] == hashes[3]
     assert hashes[4] != hashes[0] and hashes[5] is None
+
+
+def test_a_model_trained_here_leaves_its_image_list_beside_its_checkpoint(world, monkeypatch):
+    """trained_model writes the list before the card; the card names and hashes it (training itself is stubbed)."""
+    from synthgate.models import training
+    from synthgate.models.loading import build_densenet
+
+    evaluation = evaluate(world)
+    train = evaluation.reference_train
+    monkeypatch.setattr(training, "train_densenet", lambda collection, settings, device: training.TrainResult(
+        build_densenet(1).eval(), 1, {"Mass": 0.5}, []))
+    loaded = training.trained_model(train, ("Mass",), TrainSettings(), world / "cache", "cpu")
+    checkpoint = next((world / "cache" / "models").glob("*/densenet121.pt"))
+    assert loaded.card.seen_images["file"] == seen_images_path(checkpoint).name
+    assert loaded.card.load_seen_images(card_path(checkpoint)) == seen_images(train, TrainSettings())
+
+    # the same checkpoint brought in by path: its images are compared, and are the reference train split
+    configure(world, model=f'checkpoint = "{checkpoint}"')
+    reencode(world / "train" / "images/r002.png", world / "release" / "images/seen.png")
+    add_rows(world / "release", [{"path": "images/seen.png", CLASS: 0}])
+    found = offending(evaluate(world))
+    assert set(found) == {"release_holds_no_model_training_images"}
+    assert "/train/images/r002.png" in found["release_holds_no_model_training_images"][0].problem
