@@ -31,6 +31,8 @@ INPUTS = {
     "reference": "[reference] train and test data",
     "model": "an evaluating [model]",
     "source_images": "the generator's training images ([release] source_images)",
+    "model_image_list": "the list of images the evaluating model saw (published weights list only data sets)",
+    "patient_ids": "patient ids on both sides of a patient-level comparison",
     "labels": "labelled images (a release from an unconditional generator has none: [release] labelled = false)",
 }
 # Why a criterion needing labels is not applicable to an unlabelled release (reported, never required).
