@@ -129,6 +129,12 @@ def _build_into(world: Path) -> None:
     source.get("dataset", str)
     source.finish()
 
+    archive = spec.table("generator_source_archive")  # the unlabelled releases' generator source (site B)
+    _, archive_items = cohort_items(archive, size, seed + 2, prefix="archive")
+    write_collection(world / "source-archive", archive_items)
+    archive.get("dataset", str)
+    archive.finish()
+
     reference = spec.table("reference")
     _, reference_items = cohort_items(reference, size, seed + 1, prefix="ref")
     train, test = split_by_patient(reference_items, reference.get("test_fraction", float), seed)

@@ -235,11 +235,13 @@ def predicted_prevalence(evaluation, class_name: str) -> Measurement:
     if result.problem:
         return Measurement.missing(result.problem)
     value, low, high = absolute(result.difference)
-    declared = "" if result.declared is None else f"; labelled positive: {result.declared:.3f}"
-    rows = [{"set": name, "called positive": f"{estimate}", "images": estimate.n}
-            for name, estimate in (("synthetic", result.synthetic), ("real test", result.real))]
+    shares = [("synthetic", result.synthetic), (result.real_set, result.real)]
+    shares += [("real reference test images", result.reference_test)] if result.reference_test is not None else []
+    rows = [{"set": name, "called positive": f"{estimate}", "images": estimate.n} for name, estimate in shares]
+    beside = "" if result.reference_test is None else f"; real reference test {result.reference_test.value:.3f}"
+    declared = "" if result.declared is None else f"; labelled positive {result.declared:.3f}"
     return Measurement(value=value, low=low, high=high, n=result.difference.n, baseline=result.real.value, rows=rows,
-                       baseline_text=f"synthetic {result.synthetic.value:.3f} vs real test {result.real.value:.3f} "
-                                     f"called positive{declared}",
+                       baseline_text=f"called positive: synthetic {result.synthetic.value:.3f} vs {result.real_set} "
+                                     f"{result.real.value:.3f}{beside}{declared}",
                        note=f"synthetic minus real {result.difference}; threshold {result.threshold:.3f} "
                             "chosen on real validation images")

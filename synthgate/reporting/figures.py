@@ -119,13 +119,15 @@ def prevalence_figure(prevalence: dict, classes: list[str]) -> str | None:
     for axis, name in zip(axes, shown):
         entry = prevalence[name]
         edges = np.asarray(entry["histogram"]["edges"])
-        for set_name, colour in (("real test", "#1f4e79"), ("synthetic", "#c55a11")):
-            counts = np.asarray(entry["histogram"][set_name], dtype=float)
+        names = {"real": entry.get("real_set") or "real", "synthetic": "synthetic", "real test": "real reference test"}
+        shares = {"real": entry.get("real"), "synthetic": entry.get("synthetic"), "real test": entry.get("reference_test")}
+        for key, colour, style in (("real", "#1f4e79", "-"), ("synthetic", "#c55a11", "-"), ("real test", "#1f4e79", ":")):
+            counts = np.asarray(entry["histogram"].get(key) or [], dtype=float)
             if counts.sum():
-                share = (entry.get("real" if set_name == "real test" else "synthetic") or {}).get("value")
-                label = f"{set_name} ({counts.sum():.0f} images" + (f", {share:.0%} called positive)" if share is not None
-                                                                    else ")")
-                axis.stairs(counts / counts.sum(), edges, color=colour, linewidth=1.5, label=label)
+                share = (shares[key] or {}).get("value")
+                label = f"{names[key]} ({counts.sum():.0f}" + (f", {share:.0%} called positive)" if share is not None
+                                                               else ")")
+                axis.stairs(counts / counts.sum(), edges, color=colour, linestyle=style, linewidth=1.5, label=label)
         if entry.get("threshold") is not None:
             axis.axvline(entry["threshold"], color="#555555", linestyle="--", linewidth=1, label="threshold (real validation)")
         axis.set(title=name, xlabel="model score", ylabel="share of images", xlim=(0, 1))

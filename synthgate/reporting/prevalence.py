@@ -21,21 +21,26 @@ def _estimate(e) -> dict | None:
 
 def gather_prevalence(evaluation) -> dict:
     """Plain data per class: shares, difference, declared share, and score histograms (never the raw scores)."""
+    from synthgate.evaluation.prevalence import comparison_set
+
     splits = evaluation.splits
     index = evaluation.class_outputs()
-    scores = {which: evaluation.embeddings(splits[which]).scores for which in ("test", "synthetic")}
+    real_set, real = comparison_set(evaluation)
+    sets = {"real": real, "synthetic": splits["synthetic"], "real test": splits["test"]}
+    scores = {which: evaluation.embeddings(collection).scores for which, collection in sets.items()}
     edges = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
     gathered = {}
     for name, result in evaluation.prevalence.items():
         k = index[name]
+        shown = ("real", "synthetic") if result.reference_test is None else ("real", "synthetic", "real test")
         gathered[name] = {
-            "threshold": result.threshold, "problem": result.problem,
+            "threshold": result.threshold, "problem": result.problem, "real_set": result.real_set,
             "real": _estimate(result.real), "synthetic": _estimate(result.synthetic),
-            "difference": _estimate(result.difference),
+            "difference": _estimate(result.difference), "reference_test": _estimate(result.reference_test),
             "declared": result.declared, "declared_positives": result.declared_positives,
             "histogram": {"edges": edges.tolist(),
-                          "real test": np.histogram(np.clip(scores["test"][:, k], 0, 1), edges)[0].tolist(),
-                          "synthetic": np.histogram(np.clip(scores["synthetic"][:, k], 0, 1), edges)[0].tolist()},
+                          **{which: np.histogram(np.clip(scores[which][:, k], 0, 1), edges)[0].tolist()
+                             for which in shown}},
         }
     return gathered
 
@@ -57,15 +62,18 @@ def _share(e: dict | None) -> str:
     return f"{e['value']:.3f}{ci}"
 
 
-def prevalence_view(prevalence: dict | None, classes: list[str], labelled: bool) -> list[dict]:
-    """One row per class for the template: threshold, shares called positive, difference, share labelled positive."""
-    rows = []
+def prevalence_view(prevalence: dict | None, classes: list[str], labelled: bool) -> dict:
+    """The table for the template: which real images were compared, and one row per class."""
+    rows, real_set, beside = [], "", False
     for name in [c for c in classes if c in (prevalence or {})]:
         entry = prevalence[name]
+        real_set = entry.get("real_set") or real_set
+        beside = beside or entry.get("reference_test") is not None
         declared = "unlabelled" if not labelled else (
             f"{entry['declared']:.3f} ({entry['declared_positives']} images)" if entry.get("declared") is not None else "–")
         rows.append({"class": name, "problem": entry.get("problem") or "",
                      "threshold": "–" if entry.get("threshold") is None else f"{entry['threshold']:.3f}",
                      "real": _share(entry.get("real")), "synthetic": _share(entry.get("synthetic")),
-                     "difference": _share(entry.get("difference")), "declared": declared})
-    return rows
+                     "difference": _share(entry.get("difference")), "reference_test": _share(entry.get("reference_test")),
+                     "declared": declared})
+    return {"rows": rows, "real_set": real_set, "reference_test_beside": beside}

@@ -24,7 +24,7 @@ CRITERION_FIELDS = ("id", "key", "name", "kind", "family", "class", "description
                     "judged_on", "judged_value", "problem", "note", "details_count", "details", "resolution", "outcome",
                     "message")
 # What each check looked at: files as delivered, the model's input, or the pixel comparisons' size.
-MODEL_FEATURES = ("frechet_distance_near_real_baseline", "not_detectable_as_synthetic")
+MODEL_FEATURES = ("frechet_distance_near_real_baseline", "not_detectable_as_synthetic", "predicted_prevalence_difference")
 PIXEL_SIMILARITY = {"no_mode_collapse": "duplicate_max_shift", "no_memorised_training_images": "memorisation_max_shift",
                     "no_copies_of_reference_images": "memorisation_max_shift"}
 
@@ -94,7 +94,8 @@ def build_summary(data: dict, criteria: list[dict], required: list[str], narrowe
         "model_card": data.get("model_card"),
         "versions": versions(),
         "criteria": criteria,
-        "tables": {"pretrained": data.get("pretrained"), "utility": data.get("utility")},
+        "tables": {"pretrained": data.get("pretrained"), "utility": data.get("utility"),
+                   "prevalence": data.get("prevalence")},
         "distribution": data.get("distribution"),
         "near_duplicates": data.get("near_duplicates"),
         "memorisation": data.get("memorisation"),

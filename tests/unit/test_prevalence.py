@@ -118,7 +118,8 @@ def test_the_criterion_judges_the_absolute_difference_with_the_shares_beside():
     assert measured.value == pytest.approx(abs(result.difference.value))
     assert (measured.low, measured.high) == pytest.approx(absolute(result.difference)[1:])
     assert measured.positives is None and measured.baseline == result.real.value
-    assert "called positive" in measured.baseline_text and [row["set"] for row in measured.rows] == ["synthetic", "real test"]
+    assert "called positive" in measured.baseline_text
+    assert [row["set"] for row in measured.rows] == ["synthetic", "real reference test images"]
     assert "threshold" in measured.note
     missing = predicted_prevalence(_Evaluation(result), "effusion")
     assert "no class 'effusion'" in missing.problem
