@@ -164,7 +164,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     import numpy as np
 
     from synthgate.config.release import load_release
-    from synthgate.evaluation.release_evaluation import GateOptions, ReleaseEvaluation, compare_sources
+    from synthgate.evaluation.comparison import compare_sources
+    from synthgate.evaluation.release_evaluation import GateOptions, ReleaseEvaluation
     from synthgate.reporting.gather import plain
 
     options = GateOptions(cache_dir=_cache_dir(args.cache), device=args.device)

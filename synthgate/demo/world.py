@@ -130,7 +130,7 @@ def _build_into(world: Path) -> None:
     source.finish()
 
     archive = spec.table("generator_source_archive")  # the unlabelled releases' generator source (site B)
-    _, archive_items = cohort_items(archive, size, seed + 2, prefix="archive")
+    _, archive_items = cohort_items(archive, archive.get("image_size", int, size), seed + 2, prefix="archive")
     write_collection(world / "source-archive", archive_items)
     archive.get("dataset", str)
     archive.finish()

@@ -99,14 +99,16 @@ def window_correlation(images: torch.Tensor, template: torch.Tensor, search: int
     return (F.conv2d(x, t) / spread)[:, 0]
 
 
-def parabola_peak(left: torch.Tensor, centre: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """Sub-sample offset of a peak from three neighbouring values, in [-0.5, 0.5] (0 where not a peak)."""
+def parabola_peak(left: torch.Tensor, centre: torch.Tensor, right: torch.Tensor, limit: float = 0.5) -> torch.Tensor:
+    """Offset from the centre sample of the vertex of the parabola through three neighbouring values,
+    clamped to [-limit, limit]; 0 where they do not curve downwards."""
     curvature = left - 2 * centre + right
     offset = torch.where(curvature < 0, 0.5 * (left - right) / curvature.clamp(max=-1e-12), torch.zeros_like(centre))
-    return offset.clamp(-0.5, 0.5)
+    return offset.clamp(-limit, limit)
 
 
-def sample(images: torch.Tensor, size: int, scale: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+def sample(images: torch.Tensor, size: int, scale: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,
+           mode: str = "bilinear") -> torch.Tensor:
     """A ``size`` x ``size`` window centred on each (n, L, L) image, magnified by ``scale`` and moved by (dy, dx) pixels.
 
     Window pixel p (coordinates from the image centre) is read at ``scale * p + (dy, dx)``,
@@ -119,7 +121,7 @@ def sample(images: torch.Tensor, size: int, scale: torch.Tensor, dy: torch.Tenso
     ys = (along + dy.view(n, 1)) * (2 / side)
     xs = (along + dx.view(n, 1)) * (2 / side)
     grid = torch.stack(torch.broadcast_tensors(xs[:, None, :], ys[:, :, None]), dim=-1)
-    return F.grid_sample(images[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False)[:, 0]
+    return F.grid_sample(images[:, None], grid, mode=mode, padding_mode="border", align_corners=False)[:, 0]
 
 
 def align(images: torch.Tensor, template: torch.Tensor) -> torch.Tensor:

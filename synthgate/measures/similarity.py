@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from synthgate.measures.neighbours import (
     COARSE,
+    COARSE_BLUR,
     blur,
     candidates,
     coarse,
@@ -50,6 +51,7 @@ from synthgate.measures.neighbours import (
 
 SCALES = (0.95, 0.975, 1.0, 1.025, 1.05)  # magnifications of the query tried at 32 px
 SCALE_STEP = 0.025
+ALIGN_BLUR = float(__import__("os").environ.get("AB", "1.5"))
 MAX_SCALE_CHANGE = 0.05
 FINE_BLUR = 1 / 128  # band-pass sigmas, as fractions of the image side
 WIDE_BLUR = 6 / 128
@@ -70,6 +72,7 @@ def band_pass(x: torch.Tensor) -> torch.Tensor:
 def projected(windows: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
     """Rows zero-mean, with their component along ``mean`` (a unit, zero-mean row) removed, unit-norm."""
     x = windows.reshape(len(windows), -1)
+    mean = mean.reshape(-1)
     x = x - x.mean(1, keepdim=True)
     x = x - (x @ mean)[:, None] * mean
     return F.normalize(x, dim=1)
@@ -80,18 +83,28 @@ def margin_for(side: int, shift: float) -> int:
     return int(math.ceil(shift + MAX_SCALE_CHANGE * side / 2))
 
 
-def windowed_correlation(crops: torch.Tensor, reference: torch.Tensor, mean: torch.Tensor, core: int) -> torch.Tensor:
-    """Correlation of each crop's (core x core) windows at every lag with its reference window, after
-    projecting out ``mean``: crops (p, core + 2s, core + 2s), reference and mean prepared rows (p, core^2) and
-    (core^2,); returns (p, (2s + 1)^2), lags in row-major order."""
-    patches = F.unfold(crops[:, None], core)  # (p, core^2, lags)
-    count = core * core
-    sums = patches.sum(1)
-    squares = (patches * patches).sum(1)
-    along_mean = torch.einsum("d,pdl->pl", mean, patches)
-    numerator = torch.bmm(reference[:, None, :], patches)[:, 0]
-    spread = (squares - sums * sums / count - along_mean * along_mean).clamp_min(1e-12).sqrt()
-    return numerator / spread
+def lag_correlation(crops: torch.Tensor, reference: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """Correlation of each crop's windows at every lag with its reference window, after projecting out ``mean``.
+
+    crops (p, h + 2s, w + 2s); reference (p, h, w) and mean (h, w) prepared by ``projected``
+    (zero-mean, unit, reference orthogonal to mean); returns (p, 2s + 1, 2s + 1).
+    """
+    p, h, w = reference.shape
+    count = h * w
+    x = crops[:, None]
+    numerator = F.conv2d(crops[None], reference[:, None], groups=p)[0]
+    along_mean = F.conv2d(x, mean.view(1, 1, h, w))[:, 0]
+    sums = F.avg_pool2d(x, (h, w), stride=1)[:, 0] * count
+    squares = F.avg_pool2d(x * x, (h, w), stride=1)[:, 0] * count
+    return numerator / (squares - sums * sums / count - along_mean * along_mean).clamp_min(1e-12).sqrt()
+
+
+def peak_offset(values: torch.Tensor) -> torch.Tensor:
+    """Sub-pixel position, relative to the middle one, of the peak of three values per row (p, 3)."""
+    left, centre, right = values.unbind(1)
+    fitted = parabola_peak(left, centre, right, limit=1.5)
+    best = values.argmax(1).to(values.dtype) - 1
+    return torch.where(left - 2 * centre + right < 0, fitted, best)
 
 
 class CopyIndex:
@@ -119,7 +132,7 @@ class CopyIndex:
         self.mean = band_pass((total / len(references))[None])[0]
 
     def search(self, queries, k: int = 5, extra: np.ndarray | None = None, exclude_self: bool = False,
-               chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+               refine: int = 3, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Each query's most similar reference: (similarity, index), both (n,).
 
         ``k`` candidates per stage-1 embedding; ``extra`` (n, j) adds reference indices
@@ -142,51 +155,55 @@ class CopyIndex:
                 own = torch.arange(len(queries), device=self.device)[:, None]
                 extra = torch.where(extra == own, pairs[:, :1], extra)
             pairs = torch.cat([pairs, extra], 1)
+        pairs = pairs.sort(1).values
         best = torch.empty(len(queries), device=self.device)
         index = torch.empty(len(queries), dtype=torch.long, device=self.device)
         for start in range(0, len(queries), chunk):
             rows = slice(start, start + chunk)
             batch = queries[rows] if not exclude_self else self.references[rows]
-            similarity = self._compare(images32[rows], batch, pairs[rows])
+            similarity = self._compare(images32[rows], batch, pairs[rows], refine)
             best[rows], where = similarity.max(1)
             index[rows] = pairs[rows].gather(1, where[:, None])[:, 0]
         return best.cpu().numpy(), index.cpu().numpy()
 
     # ------------------------------------------------------------------ stage 2
 
-    def _compare(self, query32: torch.Tensor, query_images, pairs: torch.Tensor) -> torch.Tensor:
-        """Similarity of each query with each of its candidates: (b, c)."""
+    def _compare(self, query32: torch.Tensor, query_images, pairs: torch.Tensor, refine: int) -> torch.Tensor:
+        """Similarity of each query with each of its candidates, (b, c): the ``refine`` best at 32 px
+        compared at full resolution, the others left at -2 (never the best)."""
+        coarse_similarity, scale, dy, dx = self._coarse_alignment(query32, pairs)
+        repeated = torch.zeros_like(pairs, dtype=torch.bool)
+        repeated[:, 1:] = pairs[:, 1:] == pairs[:, :-1]  # pairs come sorted: a candidate found twice counts once
+        chosen = coarse_similarity.masked_fill(repeated, -math.inf).topk(min(refine, pairs.shape[1]), dim=1).indices
+        scale, dy, dx, pairs = (t.gather(1, chosen) for t in (scale, dy, dx, pairs))
         b, c = pairs.shape
-        scale, dy, dx = self._coarse_alignment(query32, pairs)
         wanted, slot = torch.unique(pairs.reshape(-1), return_inverse=True)
         side = self.resolution
         margin = margin_for(side, self.shift + 1)
         core = side - 2 * margin
         mean = unit(self.mean[None, margin:side - margin, margin:side - margin])[0]
         reference = band_pass(resample(self._take(wanted), side, self.device))
-        reference = projected(reference[:, margin:side - margin, margin:side - margin], mean)[slot]
+        reference = projected(reference[:, margin:side - margin, margin:side - margin], mean)[slot].view(-1, core, core)
+        mean = mean.view(core, core)
         query = band_pass(resample(query_images, side, self.device))
         owner = torch.arange(b, device=self.device).repeat_interleave(c)
         to_fine = side / COARSE
         dy, dx = dy.reshape(-1) * to_fine, dx.reshape(-1) * to_fine
         scale = scale.reshape(-1)
         best = torch.empty(b * c, device=self.device)
-        for s in range(0, b * c, 256):  # bounded memory: (256, core^2, 9) floats at a time
+        for s in range(0, b * c, 256):
             p = slice(s, s + 256)
             images = query[owner[p]]
             crops = sample(images, core + 2, scale[p], dy[p], dx[p])
-            corr = windowed_correlation(crops, reference[p], mean, core).view(-1, 3, 3)
-            flat = corr.flatten(1)
-            top, where = flat.max(1)
-            iy, ix = where // 3, where % 3
-            rows = torch.arange(len(flat), device=self.device)
-            # sub-pixel peak along each axis where the best lag is the centre one, else that lag itself
-            sub_y = iy - 1 + (iy == 1) * parabola_peak(corr[rows, 0, ix], corr[rows, 1, ix], corr[rows, 2, ix])
-            sub_x = ix - 1 + (ix == 1) * parabola_peak(corr[rows, iy, 0], corr[rows, iy, 1], corr[rows, iy, 2])
+            corr = lag_correlation(crops, reference[p], mean)  # (p, 3, 3): lags of one pixel around the estimate
+            top, where = corr.flatten(1).max(1)
+            rows = torch.arange(len(corr), device=self.device)
+            sub_y = peak_offset(corr[rows, :, where % 3])
+            sub_x = peak_offset(corr[rows, where // 3, :])
             refined = sample(images, core, scale[p], dy[p] + scale[p] * sub_y, dx[p] + scale[p] * sub_x)
-            last = (projected(refined, mean) * reference[p]).sum(1)
+            last = (projected(refined, mean.reshape(-1)) * reference[p].reshape(len(refined), -1)).sum(1)
             best[p] = torch.maximum(top, last)
-        return best.view(b, c)
+        return torch.full_like(coarse_similarity, -2.0).scatter(1, chosen, best.view(b, c))
 
     def _take(self, indices: torch.Tensor):
         """The reference images at ``indices`` (as stored: numpy arrays are indexed on the host)."""
@@ -195,13 +212,17 @@ class CopyIndex:
         return np.asarray(self.references)[indices.cpu().numpy()]
 
     def _coarse_alignment(self, query32: torch.Tensor, pairs: torch.Tensor):
-        """Scale and shift (in 32 px pixels) that best align each query with each candidate: three (b, c) tensors."""
+        """How well each query matches each candidate at 32 px, and the scale and shift (in pixels at 32 px)
+        that align them best: four (b, c) tensors."""
         b, c = pairs.shape
         search = int(math.ceil(self.shift32))
         margin = margin_for(COARSE, search)
         core = COARSE - 2 * margin
         mean = unit(self.template[None, margin:COARSE - margin, margin:COARSE - margin])[0]
-        reference = projected(self.images32[pairs.reshape(-1), margin:COARSE - margin, margin:COARSE - margin], mean)
+        extra_blur = math.sqrt(max(ALIGN_BLUR**2 - COARSE_BLUR**2, 0))
+        images = blur(self.images32[pairs.reshape(-1)], extra_blur)
+        query32 = blur(query32, extra_blur)
+        reference = projected(images[:, margin:COARSE - margin, margin:COARSE - margin], mean)
         reference = reference.view(b, c, -1)
         lags = 2 * search + 1
         ones = torch.ones(b, device=self.device)
@@ -223,7 +244,7 @@ class CopyIndex:
         scale = torch.as_tensor(SCALES, device=self.device)[k] + SCALE_STEP * sub_k
         dy = scale * (iy - search + sub_y)
         dx = scale * (ix - search + sub_x)
-        return scale.view(b, c), dy.view(b, c), dx.view(b, c)
+        return corr.flatten(1).max(1).values.view(b, c), scale.view(b, c), dy.view(b, c), dx.view(b, c)
 
     @staticmethod
     def _peak(corr: torch.Tensor, n, k, iy, ix, axis: int) -> torch.Tensor:

@@ -93,7 +93,7 @@ def _card_view(card: dict | None) -> list[tuple[str, str]]:
 def _pretrained_view(rows: list[dict], classes: list[str]) -> list[dict]:
     """Pretrained rows in the classes' order, real before synthetic, with prevalence and every metric's CI."""
     ordered = sorted(rows, key=lambda r: (classes.index(r["class"]) if r["class"] in classes else len(classes), r["set"]))
-    return [{**row, "prevalence": prevalence(row), "cells": {m: _with_ci(row, m) for m in METRICS},
+    return [{**row, "prevalence": prevalence(row), "share": prevalence(row).split(" ")[0], "cells": {m: _with_ci(row, m) for m in METRICS},
              "difference": _with_ci(row, "auroc_difference")} for row in ordered]
 
 
@@ -127,7 +127,7 @@ def document_context(summary: dict, data: dict) -> dict:
             name: [
                 {**row, "training": _training_data(row), "accuracy": _mean_sd(row, "accuracy"),
                  "precision": _mean_sd(row, "precision"), "auroc": _mean_sd(row, "auroc"),
-                 "seeds": _with_ci(row, "seed_auroc"), "versus": _with_ci(row, "versus_real")}
+                 "seed_ci": _with_ci(row, "seed_auroc"), "versus": _with_ci(row, "versus_real")}
                 for row in sorted((r for r in utility if r["class"] == name),
                                   key=lambda r: (r["size"], FRAMEWORK_ORDER[r["framework"]], r["ratio"] or 0))
             ]

@@ -120,3 +120,20 @@ def test_train_reference_on_a_folder_needs_its_data_set_name(tmp_path, capsys):
     data = _labelled_folder(tmp_path / "data", n=4)
     assert main(["train-reference", "--data", str(data), "--out", str(tmp_path / "m.pt")]) == 4
     assert "--dataset" in capsys.readouterr().err
+
+
+def test_compare_of_releases_with_different_models_is_one_config_error():
+    """It used to raise TypeError (a ConfigError built with one argument)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from synthgate.config.toml import ConfigError
+    from synthgate.evaluation.comparison import compare_sources
+
+    def evaluation(name, model_id):
+        return SimpleNamespace(model=SimpleNamespace(model_id=model_id),
+                               release=SimpleNamespace(name=name, config_file=Path(name) / "release.toml"))
+
+    with pytest.raises(ConfigError, match="evaluated by different models") as error:
+        compare_sources([evaluation("april", "ckpt:a"), evaluation("may", "ckpt:b")])
+    assert "may/release.toml" in str(error.value)

@@ -237,12 +237,14 @@ def test_a_card_whose_image_list_was_changed_is_refused(world):
 
 
 def test_a_checkpoint_without_an_image_list_rests_on_data_set_names(world):
+    """Names are compared; the image checks lack their input, which fails unless the policy accepts it missing."""
     write_checkpoint_card(world / "theirs", None, ["hospital-x"])
     configure(world, model='checkpoint = "../theirs/model.pt"')
     evaluation = evaluate(world)
     assert offending(evaluation) == {}
     assert RESTS_ON_NAMES in measured(evaluation, "model_never_saw_generator_source").note
-    assert RESTS_ON_NAMES in measured(evaluation, "model_saw_no_source_images").note
+    images = measured(evaluation, "model_saw_no_source_images")
+    assert RESTS_ON_NAMES in images.problem and images.missing_input == "model_image_list"
 
 
 def test_published_weights_rest_on_data_set_names(world):
@@ -252,8 +254,9 @@ def test_published_weights_rest_on_data_set_names(world):
     assert names.value == 1 and RESTS_ON_NAMES in names.rows[0]["problem"]  # RANZCR CLiP is NIH images
     assert "nih-chestxray14" in names.rows[0]["problem"]
     for check in ("model_saw_no_source_images", "model_saw_no_source_patients", "release_holds_no_model_training_images"):
-        result = measured(evaluation, check)
-        assert result.value == 0 and "published weights" in result.note and RESTS_ON_NAMES in result.note
+        result = measured(evaluation, check)  # cannot run: a failure unless the policy accepts the missing list
+        assert result.missing_input == "model_image_list"
+        assert "published weights" in result.problem and RESTS_ON_NAMES in result.problem
 
 
 def test_a_model_trained_on_the_source_is_caught_by_name_image_and_patient(world):
@@ -333,7 +336,7 @@ def test_patients_are_compared_across_aliases_of_one_data_set(world):
 def test_reference_splits_without_patient_ids_say_so(world):
     write_collection(world / "test", _items("t", "site-b", 8, 3), with_patients=False)
     result = measured(evaluate(world), "reference_splits_share_no_patients")
-    assert result.value == 0 and result.note == "not checked: reference test carry no patient ids"
+    assert result.problem == "not checked: reference test carry no patient ids" and result.missing_input == "patient_ids"
 
 
 def test_a_reencoded_copy_across_the_reference_split_is_caught(world):

@@ -139,7 +139,9 @@ def test_without_a_policy_file_the_default_judges_every_class_on_relative_criter
     assert find_policy(None, tmp_path) == DEFAULT_POLICY
     required = _keys(requirements(load_policy(DEFAULT_POLICY), _release(tmp_path)))
     per_class = {key for key in required if key.endswith("[soft tissue mass]")}
-    assert per_class and all("minus_real" in key for key in per_class)
+    relative = ("minus_real", "predicted_prevalence_difference")  # synthetic against real, on the same model
+    assert per_class and all(any(word in key for word in relative) for key in per_class)
+    assert "predicted_prevalence_difference[soft tissue mass]" in per_class
 
 
 def test_the_repository_policy_wins_over_the_default_and_an_explicit_one_over_both(tmp_path):
