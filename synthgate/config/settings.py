@@ -39,6 +39,7 @@ class DistributionSpec:
 
     duplicate_similarity: float = 0.95  # pixel similarity that makes two images near-duplicates
     max_shift: int = 4  # pixels (at 64 px) a near-duplicate may be moved by
+    resolution: int = 128  # pixels a side at which candidate near-duplicates are compared exactly
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ class PrivacySpec:
     """How memorisation is searched for; the similarity limit itself is a criterion of the policy."""
 
     pixel_similarity_max: float = 0.95  # set from the policy's memorisation criteria
-    max_shift: int = 4
+    max_shift: int = 4  # pixels (at 64 px) a copy may be moved by
+    resolution: int = 128  # pixels a side at which candidate copies are compared exactly
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,8 @@ class StatisticsSpec:
 # Valid range of every numeric setting: (low, high), both inclusive.
 RANGES = {
     "blank_std": (0.0, 255.0), "near_duplicate_bits": (0, 64), "duplicate_similarity": (0.5, 0.999),
-    "max_shift": (0, 32), "pixel_similarity_max": (0.5, 0.999), "n_boot": (100, 100_000), "seed": (0, 2**32 - 1),
-    "epochs": (1, 1000),
+    "max_shift": (0, 12), "pixel_similarity_max": (0.5, 0.999), "n_boot": (100, 100_000), "seed": (0, 2**32 - 1),
+    "epochs": (1, 1000), "resolution": (32, 512),
 }
 
 

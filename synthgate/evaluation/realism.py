@@ -20,25 +20,51 @@ from synthgate.measures.distances import (
     detectability_auroc,
     frechet_distance,
     kid,
-    nearest_neighbour_similarity,
+    knn,
     prdc,
-    shift_tolerant_similarity,
     unit_rows,
 )
 from synthgate.measures.metrics import Estimate, MeanStd
+from synthgate.measures.similarity import CopyIndex, planted_copy_recall
 
-PIXEL_SIZE = 64  # pixel-space comparisons run at this size: shifts are counted in these pixels
+PIXEL_SIZE = 64  # the leakage checks' pixel comparisons run at this size (their shifts are counted in these pixels)
+RESOLUTION = 128  # default size of the distribution and privacy checks' exact pixel comparisons
 WORST_PAIRS_SHOWN = 8
+FEATURE_CANDIDATES = 3  # nearest neighbours in the evaluating model's features, added to the pixel search's candidates
+PLANTED_SAMPLE = 50  # real images copied (each kind of copy) to measure the search's recall beside its verdict
 
 
-def load_pixels(collection: Collection, size: int = PIXEL_SIZE) -> np.ndarray:
-    """Every image as a (n, size, size) float32 array in [0, 1] (16-bit scaled, not clipped)."""
-    out = np.empty((len(collection), size, size), np.float32)
+def load_pixels(collection: Collection, size: int = PIXEL_SIZE, dtype=np.float32) -> np.ndarray:
+    """Every image as a (n, size, size) array in [0, 1] (16-bit scaled, not clipped)."""
+    return load_pixel_sizes(collection, {size: dtype})[size]
+
+
+def load_pixel_sizes(collection: Collection, sizes: dict[int, type]) -> dict[int, np.ndarray]:
+    """Every image at each size (area-averaged down, bilinear up), each file decoded once: size -> (n, size, size)."""
+    out = {size: np.empty((len(collection), size, size), dtype) for size, dtype in sizes.items()}
     for k, path in enumerate(collection.paths):
         grey, max_value = to_grey_array(open_image(path))
         image = Image.fromarray(grey.astype(np.float32) / max_value)
-        out[k] = np.asarray(image.resize((size, size), Image.Resampling.BOX) if grey.shape != (size, size) else image)
+        for size, array in out.items():
+            if grey.shape == (size, size):
+                array[k] = np.asarray(image)
+            else:
+                shrink = grey.shape[0] >= size and grey.shape[1] >= size
+                array[k] = np.asarray(image.resize((size, size), Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR))
     return out
+
+
+class Rows:
+    """Some rows of an array, read on demand (a search index keeps this instead of a copy of the rows)."""
+
+    def __init__(self, array, rows: np.ndarray):
+        self.array, self.rows = array, np.asarray(rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key):
+        return self.array[self.rows[key]]
 
 
 def halves(collection: Collection, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -77,9 +103,14 @@ class DistributionReport:
 def compare_distributions(
     synthetic: Collection, synthetic_features: np.ndarray, synthetic_pixels: np.ndarray,
     real: Collection, real_features: np.ndarray, real_pixels: np.ndarray,
-    target: str, duplicate_similarity: float, max_shift: int, seed: int = 0,
+    target: str, duplicate_similarity: float, max_shift: int, seed: int = 0, resolution: int = RESOLUTION,
 ) -> DistributionReport:
-    """Synthetic vs real half A, beside real half B vs real half A, at equal sample sizes."""
+    """Synthetic vs real half A, beside real half B vs real half A, at equal sample sizes.
+
+    Near-duplicates within each set are found by the two-stage pixel search of
+    ``synthgate.measures.similarity`` (compared at ``resolution`` px), each image's
+    candidates including its nearest neighbours in the evaluating model's features.
+    """
     first, second = halves(real, seed)
     rng = np.random.default_rng(seed)
     matched = np.sort(rng.choice(len(synthetic), size=min(len(synthetic), len(second)), replace=False))
@@ -96,8 +127,8 @@ def compare_distributions(
     synthetic_prdc, real_prdc = prdc(a, s), prdc(a, b)
     groups = np.asarray(real.groups)
 
-    synthetic_similarity, partner = shift_tolerant_similarity(synthetic_pixels, synthetic_pixels, max_shift, exclude_self=True)
-    real_similarity, _ = shift_tolerant_similarity(real_pixels, real_pixels, max_shift, exclude_self=True)
+    synthetic_similarity, partner = near_duplicates(synthetic_pixels, synthetic_features, max_shift, resolution)
+    real_similarity, _ = near_duplicates(real_pixels, real_features, max_shift, resolution)
     duplicates_synthetic = synthetic_similarity >= duplicate_similarity
     return DistributionReport(
         target=target,
@@ -111,6 +142,23 @@ def compare_distributions(
         duplicate_fraction=Comparison(float(duplicates_synthetic.mean()), float((real_similarity >= duplicate_similarity).mean())),
         duplicate_clusters=_clusters(synthetic, duplicates_synthetic, partner),
     )
+
+
+def near_duplicates(pixels, features, max_shift: int, resolution: int = RESOLUTION) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's most similar other image of the same set: (pixel similarity, index); -1 and itself when alone."""
+    if len(pixels) < 2:
+        return np.full(len(pixels), -1.0), np.arange(len(pixels))
+    index = CopyIndex(pixels, max_shift, resolution)
+    _, candidates = feature_neighbours(features, features, exclude_self=True)
+    return index.search(pixels, extra=candidates, exclude_self=True)
+
+
+def feature_neighbours(queries, references, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's nearest references in the evaluating model's features: (cosine similarity of the
+    nearest (n,), indices of the nearest few (n, j)), candidates for the pixel search."""
+    k = min(FEATURE_CANDIDATES, len(references) - int(exclude_self))
+    distance, index = knn(queries, references, k, exclude_self=exclude_self, metric="cosine")
+    return 1 - distance[:, 0], index
 
 
 def _clusters(collection: Collection, flagged: np.ndarray, partner: np.ndarray) -> list[list[str]]:
@@ -152,31 +200,47 @@ class MemorisationReport:
     feature_neighbours: dict[str, Comparison]  # real set -> median nearest-neighbour cosine, synthetic vs held-out real
     flagged: list[CopyCandidate]  # above the threshold, worst first
     worst_pairs: list[CopyCandidate]
+    planted_recall: dict[str, float] = field(default_factory=dict)  # kind of copy -> share found (worst real set)
+    planted_recall_by_set: dict[str, dict[str, float]] = field(default_factory=dict)
+    resolution: int = RESOLUTION
 
 
 def find_memorised(
     synthetic: Collection, synthetic_pixels: np.ndarray, synthetic_features: np.ndarray,
     real_sets: dict[str, tuple[Collection, np.ndarray, np.ndarray]], threshold: float, max_shift: int, seed: int = 0,
+    resolution: int = RESOLUTION, planted_sample: int = PLANTED_SAMPLE,
 ) -> MemorisationReport:
     """Synthetic images that are near-copies (pixel similarity above ``threshold``) of real training or reference images.
 
     Real sets are given as (collection, pixels, features). Pixel space decides (a copy is
-    a copy whatever a model thinks of it); the feature-space nearest neighbours are
-    reported beside, against the same number for two patient-wise halves of the real set.
+    a copy whatever a model thinks of it), searched in two stages (see
+    ``synthgate.measures.similarity``): candidates from compact pixel embeddings and
+    the evaluating model's feature neighbours, then an exact comparison at ``resolution``
+    px tolerant of small shifts, scale changes up to 5%, contrast and gamma changes,
+    noise and re-encoding. The baseline is the same search for held-out real images (one
+    patient-wise half, at most as many images as the release has) against the other half;
+    the feature-space nearest neighbours are reported beside. ``planted_recall``: the
+    share of planted near-copies of ``planted_sample`` real images the same search finds,
+    per kind of copy (0 skips it).
     """
-    matches, baseline, neighbours, pairs = {}, {}, {}, []
+    matches, baseline, neighbours, pairs, recall = {}, {}, {}, [], {}
     unit_synthetic = unit_rows(np.asarray(synthetic_features, dtype=np.float64))
+    rng = np.random.default_rng(seed)
     for name, (collection, pixels, features) in real_sets.items():
-        similarity, index = shift_tolerant_similarity(synthetic_pixels, pixels, max_shift=max_shift)
-        matches[name] = (similarity, index)
+        index = CopyIndex(pixels, max_shift, resolution)
+        nearest, candidates = feature_neighbours(synthetic_features, features)
+        similarity, match = index.search(synthetic_pixels, extra=candidates)
+        matches[name] = (similarity, match)
         first, second = halves(collection, seed)
-        held_out, _ = shift_tolerant_similarity(pixels[second], pixels[first], max_shift=max_shift)
+        held = np.sort(rng.choice(second, size=min(len(second), max(len(synthetic), 1)), replace=False))
+        nearest_real, candidates = feature_neighbours(features[held], features[first])
+        held_out, _ = CopyIndex(Rows(pixels, first), max_shift, resolution).search(Rows(pixels, held), extra=candidates)
         baseline[name] = float(held_out.max())
-        _, nearest = nearest_neighbour_similarity(synthetic_features, features)
-        _, nearest_real = nearest_neighbour_similarity(features[second], features[first])
         neighbours[name] = Comparison(float(np.median(nearest)), float(np.median(nearest_real)))
-        feature_similarity = (unit_synthetic * unit_rows(np.asarray(features, dtype=np.float64))[index]).sum(1)
-        pairs += [CopyCandidate(str(synthetic.paths[i]), str(collection.paths[index[i]]), float(similarity[i]),
+        if planted_sample:
+            recall[name] = planted_copy_recall(pixels, threshold, sample_size=planted_sample, seed=seed, index=index)
+        feature_similarity = (unit_synthetic * unit_rows(np.asarray(features, dtype=np.float64))[match]).sum(1)
+        pairs += [CopyCandidate(str(synthetic.paths[i]), str(collection.paths[match[i]]), float(similarity[i]),
                                 float(feature_similarity[i]), name) for i in range(len(synthetic))]
     pairs.sort(key=lambda pair: pair.similarity, reverse=True)
     return MemorisationReport(
@@ -186,5 +250,7 @@ def find_memorised(
         feature_neighbours=neighbours,
         flagged=[pair for pair in pairs if pair.similarity > threshold],
         worst_pairs=pairs[:WORST_PAIRS_SHOWN],
+        planted_recall={kind: min(r[kind] for r in recall.values()) for kind in next(iter(recall.values()), {})},
+        planted_recall_by_set=recall,
+        resolution=resolution,
     )
-

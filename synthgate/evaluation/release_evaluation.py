@@ -297,11 +297,22 @@ class ReleaseEvaluation:
 
     @cached_property
     def pixels(self) -> dict[str, np.ndarray]:
-        from synthgate.evaluation.realism import load_pixels
+        """The pixel checks' images, each file decoded once: at 64 px under the set's name ("synthetic", "target",
+        "reference"; the leakage checks' size) and at each exact-comparison resolution the distribution and privacy
+        settings ask for under "<name>@<size>" (float16: 100k images at 128 px take 3.3 GB)."""
+        from synthgate.evaluation.realism import PIXEL_SIZE, load_pixel_sizes
 
         sets = {"synthetic": self.synthetic, "target": self.realism_target[1],
                 "reference": self.reference_train.concat(self.reference_test)}
-        return {name: load_pixels(collection) for name, collection in sets.items()}
+        sizes = {PIXEL_SIZE: np.float32}
+        for size in (self.release.distribution.resolution, self.release.privacy.resolution):
+            sizes.setdefault(size, np.float16)
+        out = {}
+        for name, collection in sets.items():
+            loaded = load_pixel_sizes(collection, sizes)
+            out[name] = loaded[PIXEL_SIZE]
+            out.update({f"{name}@{size}": array for size, array in loaded.items()})
+        return out
 
     @cached_property
     def distribution(self):
@@ -309,22 +320,24 @@ class ReleaseEvaluation:
 
         target_name, target = self.realism_target
         spec = self.release.distribution
+        size = spec.resolution
         return compare_distributions(
-            self.synthetic, self.embeddings(self.synthetic).features, self.pixels["synthetic"],
-            target, self.embeddings(target).features, self.pixels["target"],
-            target_name, spec.duplicate_similarity, spec.max_shift, seed=self.release.statistics.seed,
+            self.synthetic, self.embeddings(self.synthetic).features, self.pixels[f"synthetic@{size}"],
+            target, self.embeddings(target).features, self.pixels[f"target@{size}"],
+            target_name, spec.duplicate_similarity, spec.max_shift, seed=self.release.statistics.seed, resolution=size,
         )
 
     @cached_property
     def privacy(self):
         from synthgate.evaluation.realism import find_memorised
 
-        reference = self.reference_train.concat(self.reference_test)
-        real_sets = {"reference images": (reference, self.pixels["reference"], self.embeddings(reference).features)}
-        if self.source_images is not None:
-            real_sets["generator source images"] = (self.source_images, self.pixels["target"],
-                                                    self.embeddings(self.source_images).features)
         spec = self.release.privacy
-        return find_memorised(self.synthetic, self.pixels["synthetic"], self.embeddings(self.synthetic).features,
-                              real_sets, spec.pixel_similarity_max,
-                              spec.max_shift, seed=self.release.statistics.seed)
+        size = spec.resolution
+        reference = self.reference_train.concat(self.reference_test)
+        real_sets = {"reference images": (reference, self.pixels[f"reference@{size}"], self.embeddings(reference).features)}
+        if self.source_images is not None:
+            real_sets["generator source images"] = (self.source_images, self.pixels[f"target@{size}"],
+                                                    self.embeddings(self.source_images).features)
+        return find_memorised(self.synthetic, self.pixels[f"synthetic@{size}"], self.embeddings(self.synthetic).features,
+                              real_sets, spec.pixel_similarity_max, spec.max_shift,
+                              seed=self.release.statistics.seed, resolution=size)

@@ -14,8 +14,9 @@ candidates by nearest-neighbour search in two compact embeddings of the same
 
 Candidates are the union of each embedding's top k (and whatever other candidates
 the caller adds, e.g. the evaluating model's feature neighbours). On Kermany chest
-X-rays (5,190 references), planted copies of six kinds had their source among the
-top 5 of the union in 300 of 300 cases each; see bench/README.md.
+X-rays (5,190 references), planted copies of six kinds (bench/README.md) had their
+source among the top 5 of the union in 300 of 300 cases each; copies moved by 8 px
+at 128 px (the default max_shift) in 289 of 300 at k = 5, 296 at k = 10.
 
 Top-k runs as chunked matrix products (float32; CUDA when available), one
 ``chunk x chunk`` block of similarities at a time merged into a running top k, so
@@ -57,16 +58,22 @@ def resample(images, size: int, device=None) -> torch.Tensor:
 
 
 def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (n, h, w) images, edges replicated."""
+    """Separable Gaussian blur of (n, h, w) images, edges replicated (weighted sums of shifted copies:
+    far faster on CPU than a one-channel convolution)."""
     if sigma <= 0:
         return x
     radius = max(1, math.ceil(3 * sigma))
-    taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
     kernel = torch.exp(-taps**2 / (2 * sigma * sigma))
-    kernel = kernel / kernel.sum()
-    y = F.pad(x[:, None], (radius, radius, radius, radius), mode="replicate")
-    y = F.conv2d(y, kernel.view(1, 1, 1, -1))
-    return F.conv2d(y, kernel.view(1, 1, -1, 1))[:, 0]
+    kernel = (kernel / kernel.sum()).tolist()
+    padded = F.pad(x[:, None], (radius, radius, radius, radius), mode="replicate")[:, 0]
+    for dim in (1, 2):
+        size = padded.shape[dim] - 2 * radius
+        out = padded.narrow(dim, 0, size) * kernel[0]
+        for k in range(1, len(kernel)):
+            out.add_(padded.narrow(dim, k, size), alpha=kernel[k])
+        padded = out
+    return padded
 
 
 def coarse(images, device=None, chunk: int = 4096) -> torch.Tensor:
@@ -107,8 +114,7 @@ def parabola_peak(left: torch.Tensor, centre: torch.Tensor, right: torch.Tensor,
     return offset.clamp(-limit, limit)
 
 
-def sample(images: torch.Tensor, size: int, scale: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,
-           mode: str = "bilinear") -> torch.Tensor:
+def sample(images: torch.Tensor, size: int, scale: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
     """A ``size`` x ``size`` window centred on each (n, L, L) image, magnified by ``scale`` and moved by (dy, dx) pixels.
 
     Window pixel p (coordinates from the image centre) is read at ``scale * p + (dy, dx)``,
@@ -121,7 +127,7 @@ def sample(images: torch.Tensor, size: int, scale: torch.Tensor, dy: torch.Tenso
     ys = (along + dy.view(n, 1)) * (2 / side)
     xs = (along + dx.view(n, 1)) * (2 / side)
     grid = torch.stack(torch.broadcast_tensors(xs[:, None, :], ys[:, :, None]), dim=-1)
-    return F.grid_sample(images[:, None], grid, mode=mode, padding_mode="border", align_corners=False)[:, 0]
+    return F.grid_sample(images[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False)[:, 0]
 
 
 def align(images: torch.Tensor, template: torch.Tensor) -> torch.Tensor:

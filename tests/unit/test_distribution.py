@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -293,3 +295,33 @@ def test_shift_tolerant_similarity_finds_moved_copies_of_images_with_shared_anat
     assert index[:5].tolist() == [0, 1, 2, 3, 4]
     np.testing.assert_allclose(similarity[:5], 1.0, atol=1e-4)
     assert similarity[5:].max() < 0.9
+
+
+def test_near_duplicates_within_the_release_use_the_two_stage_pixel_search(tmp_path):
+    """compare_distributions counts a synthetic image with a near-duplicate (moved, re-exposed) in the release,
+    beside the same share among the real images, and groups them."""
+    from synthgate.data.collection import Collection
+    from synthgate.demo.phantoms import render
+    from synthgate.evaluation.realism import compare_distributions
+
+    def collection(n, prefix):
+        return Collection(prefix, (prefix,), tuple(tmp_path / f"{prefix}{k}.png" for k in range(n)),
+                          tuple(f"{prefix}{k}" for k in range(n)), np.zeros((n, 1), np.int64), ("mass",),
+                          tuple(f"{prefix}-patient{k}" for k in range(n)))
+
+    real = np.stack([render(seed, size=128) for seed in range(40)]).astype(np.float32) / 255
+    synthetic = np.stack([render(seed, size=128) for seed in range(100, 130)]).astype(np.float32) / 255
+    synthetic[[10, 20]] = np.roll(synthetic[[3, 7]], (2, -3), axis=(1, 2)) ** 0.9  # near-duplicates of 3 and 7
+    rng = np.random.default_rng(0)
+    features = {"real": rng.normal(size=(40, 8)), "syn": rng.normal(size=(30, 8))}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small searches: see test_memorisation
+    try:
+        report = compare_distributions(collection(30, "syn"), features["syn"], synthetic, collection(40, "real"),
+                                       features["real"], real, "real images", duplicate_similarity=0.95, max_shift=4)
+    finally:
+        torch.set_num_threads(threads)
+    assert report.duplicate_fraction.synthetic == pytest.approx(4 / 30)
+    assert report.duplicate_fraction.baseline == 0
+    assert sorted(sorted(p.name for p in map(Path, c)) for c in report.duplicate_clusters) == [
+        ["syn10.png", "syn3.png"], ["syn20.png", "syn7.png"]]

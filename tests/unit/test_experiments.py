@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synthgate.config.release import StatisticsSpec, UtilitySpec
+from synthgate.config.settings import StatisticsSpec, UtilitySpec
 from synthgate.data.collection import Collection
 from synthgate.evaluation.experiments import (
     Features,
@@ -218,3 +218,29 @@ def test_threshold_split_excludes_what_a_model_trained_on_source_images_saw():
     assert sorted(np.concatenate([pool, validation])) == list(range(len(train)))
     default_validation = held_out_split(train, TrainSettings(seed=1))[1]
     assert len(validation) < len(default_validation)  # some validation patients were seen, and moved to the pool
+
+
+def _equal_size(cells) -> float:
+    """The synthetic_minus_real_at_equal_size criterion's number, read as the gate reads it."""
+    from types import SimpleNamespace
+
+    from synthgate.gate.criteria import REGISTRY
+
+    evaluation = SimpleNamespace(utility=cells, release=SimpleNamespace(class_names=("finding",)))
+    measured = REGISTRY["synthetic_minus_real_at_equal_size"].measure(evaluation, "finding")
+    assert not measured.problem, measured.problem
+    return measured.value
+
+
+def test_synthetic_data_is_compared_with_as_much_real_data_at_every_size():
+    cells = grid(make_features(400, np.random.default_rng(1)))
+    by_size = {c.size: c for c in cells if c.framework == "S"}
+    real = {c.size: c for c in cells if c.framework == "R"}
+    assert set(by_size) == set(real) == {0.5, 1.0}
+    assert all(by_size[s].n_synthetic == real[s].n_real for s in by_size)
+    assert _equal_size(cells) > -0.05  # faithful synthetic data does as well as real data of the same size
+
+    rng = np.random.default_rng(1)
+    shuffled = make_features(400, rng)
+    shuffled.y = rng.permutation(shuffled.y)
+    assert _equal_size(grid(shuffled)) < -0.2  # shuffled labels: far worse than the same number of real images
