@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import io
 import math
+import time
 
 import numpy as np
 import torch
@@ -123,6 +124,11 @@ def lag_correlation(crops: torch.Tensor, reference: torch.Tensor, basis: torch.T
     return (numerator.view(n, -1, *spread.shape[1:]) / spread[:, None]).flatten(0, 1)
 
 
+def _synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def peak_offset(values: torch.Tensor) -> torch.Tensor:
     """Sub-pixel position, relative to the middle one, of the peak of three values per row (p, 3)."""
     left, centre, right = values.unbind(1)
@@ -159,14 +165,16 @@ class CopyIndex:
         self.mean = band_pass((total / len(references))[None])[0]
 
     def search(self, queries, k: int = CANDIDATES, extra: np.ndarray | None = None, exclude_self: bool = False,
-               refine: int = REFINE, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+               refine: int = REFINE, chunk: int = 256, timings: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Each query's most similar reference: (similarity, index), both (n,).
 
         ``k`` candidates per stage-1 embedding; ``extra`` (n, j) adds reference indices
         per query (e.g. feature-space neighbours); the ``refine`` best of them at 32 px are
         compared at full resolution. ``exclude_self``: the queries are the references
-        (near-duplicates within one set), each image's own index is skipped.
+        (near-duplicates within one set), each image's own index is skipped. ``timings``, if
+        given, receives the seconds spent in each stage ("candidates", "comparison").
         """
+        started = time.perf_counter()
         if exclude_self:
             if len(queries) != len(self.references):
                 raise ValueError("exclude_self needs the queries to be the references")
@@ -184,6 +192,10 @@ class CopyIndex:
                 extra = torch.where(extra == own, pairs[:, :1], extra)
             pairs = torch.cat([pairs, extra], 1)
         pairs = pairs.sort(1).values
+        if timings is not None:
+            _synchronise(self.device)
+            timings["candidates"] = timings.get("candidates", 0.0) + time.perf_counter() - started
+            started = time.perf_counter()
         best = torch.empty(len(queries), device=self.device)
         index = torch.empty(len(queries), dtype=torch.long, device=self.device)
         for start in range(0, len(queries), chunk):
@@ -192,6 +204,9 @@ class CopyIndex:
             similarity = self._compare(images32[rows], batch, pairs[rows], refine)
             best[rows], where = similarity.max(1)
             index[rows] = pairs[rows].gather(1, where[:, None])[:, 0]
+        if timings is not None:
+            _synchronise(self.device)
+            timings["comparison"] = timings.get("comparison", 0.0) + time.perf_counter() - started
         return best.cpu().numpy(), index.cpu().numpy()
 
     # ------------------------------------------------------------------ stage 2
