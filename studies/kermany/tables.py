@@ -42,8 +42,7 @@ def learning_curve(runs: list[dict], png: Path) -> dict:
                 continue
             key = "R" if row["framework"] == "R" else f"R+S {row['ratio']:g}x ({run['name']})"
             curves.setdefault((row["class"], key), []).append(
-                (row["n_real"], row["seed_auroc"], row["seed_auroc_ci_low"], row["seed_auroc_ci_high"],
-                 row["auroc_mean"], row["auroc_sd"]))
+                (row["n_real"], *_auroc(row), row["auroc_mean"], row["auroc_sd"]))
     curves = {k: sorted(dict((p[0], p) for p in v).values()) for k, v in curves.items()}
     classes = sorted({c for c, _ in curves})
     figure, axes = plt.subplots(1, len(classes), figsize=(7 * len(classes), 4.5), squeeze=False)
@@ -154,12 +153,18 @@ def markdown(results: dict, curve: dict) -> str:
             lines.append(f"| {row['class']} | {row['framework']} | {row['size']:.0%} | {ratio} | "
                          f"{row['n_real']} | {row['n_synthetic']} | {_f(row['accuracy_mean'])} ± {_f(row['accuracy_sd'])} | "
                          f"{_f(row['precision_mean'])} ± {_f(row['precision_sd'])} | "
-                         f"{_ci(row['seed_auroc'], row['seed_auroc_ci_low'], row['seed_auroc_ci_high'])} |")
+                         f"{_ci(*_auroc(row))} |")
         lines.append("")
     lines += ["## Learning curve (AUROC on real test vs real training images)", "", "![learning curve](learning-curve.png)", ""]
     for key, points in curve.items():
         lines.append(f"- {key}: " + "; ".join(f"{p['n_real']}: {_ci(p['auroc'], *p['ci'])}" for p in points))
     return "\n".join(lines) + "\n"
+
+
+def _auroc(row: dict) -> tuple:
+    """A utility row's AUROC with its CI; results saved before the seed intervals call it ``ensemble_auroc``."""
+    name = "seed_auroc" if "seed_auroc" in row else "ensemble_auroc"
+    return row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"]
 
 
 def _label(criterion: dict) -> str:

@@ -5,8 +5,9 @@ stand-in generator that must be cleared, and defects that must be blocked by
 exactly the checks its ``[expect]`` names, by registry name); this builds them at
 the study's CI profile (64 px, a stratified subset of the patients) and gates each
 one in a subprocess, as CI would, under the study's gate policy
-(``studies/kermany/policy.toml``, given with ``--policy``). The reference DenseNet121 is trained once, on
-reference-train only, and reused by every release through the session cache.
+(``studies/kermany/policy.toml``, given with ``--policy``). The reference
+DenseNet121 is trained once, on reference-train only, and reused by every release
+through the session cache.
 """
 
 from __future__ import annotations
