@@ -20,4 +20,5 @@ SUFFIX=${THREADS:+-${THREADS}thread}
 CHECKPOINT=$(find "$CACHE/models" -name densenet121.pt -print -quit 2>/dev/null || true)
 "$PY" bench/extraction.py ${CHECKPOINT:+--checkpoint "$CHECKPOINT"} "${THREAD_ARGS[@]}" --out "extraction-cpu$SUFFIX.json"
 "$PY" bench/neighbours.py "${THREAD_ARGS[@]}" --out "neighbours-cpu$SUFFIX.json"
+"$PY" bench/memorisation.py "${THREAD_ARGS[@]}" --out "memorisation-cpu$SUFFIX.json"
 "$PY" bench/summary.py

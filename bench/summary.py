@@ -89,6 +89,25 @@ def neighbours(record: dict) -> list[str]:
     return rows
 
 
+def memorisation(record: dict) -> list[str]:
+    rows = ["| synthetic x source | index s | stage 1 s | stage 2 s | search s (CPU s) | stage-1 pairs/s "
+            "| top-k products GFLOP/s | stage 2 ms/query | planted copies found (min similarity) | others' max |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    targets = []
+    for size, e in record["results"]["sizes"].items():
+        rows.append(f"| {size} | {e['index_s']:.2f} | {e['stage1_s']:.2f} | {e['stage2_s']:.2f} "
+                    f"| {e['search_s']:.2f} ({e['search_cpu_s']:.2f}) | {e['stage1_pairs_per_s']:.3g} "
+                    f"| {e['matmul_topk_gflop_per_s']:.1f} | {e['stage2_ms_per_query']:.1f} "
+                    f"| {e['planted_found']} of {e['planted_copies']} ({e['planted_min_similarity']}) "
+                    f"| {e['others_max_similarity']} |")
+        t = e["extrapolated_10k_x_100k"]
+        targets.append(f"| {size} | {t['index_s']:.0f} | {t['stage1_s']:.0f} ({t['stage1_from_flop_rate_s']:.0f}) "
+                       f"| {t['stage2_s']:.0f} | {t['search_s']:.0f} | {t['find_memorised_s']:.0f} |")
+    return rows + ["", "10k x 100k, extrapolated from each size (seconds):", "",
+                   "| from | index | stage 1 (at the products' FLOP rate) | stage 2 | search | find_memorised |",
+                   "|---|---|---|---|---|---|", *targets]
+
+
 def main() -> None:
     files = [Path(a) for a in sys.argv[1:]] or sorted(RESULTS.glob("*.json"))
     for path in files:

@@ -148,9 +148,10 @@ _ENTRIES = (
     _limit("no_mode_collapse", "distribution", "fraction of synthetic images with a near-duplicate among the synthetic "
            "images", m.duplicate_fraction, (0.0, 0.5), "the same fraction among real images"),
     CriterionSpec("predicted_prevalence_difference", "distribution", "difference between the shares of synthetic and "
-                  "of real test images the evaluating model calls positive (absolute; threshold chosen on real "
-                  "validation images)", AT_MOST, True, m.predicted_prevalence, (0.0, 1.0), needs=("reference", "model"),
-                  baseline="the share of real reference test images called positive", on_sound_files=True),
+                  "of real images the evaluating model calls positive (absolute; real: the generator's source images, "
+                  "else the reference test images; threshold chosen on real validation images)", AT_MOST, True,
+                  m.predicted_prevalence, (0.0, 1.0), needs=("reference", "model"),
+                  baseline="the share of real images called positive", on_sound_files=True),
     _limit("no_memorised_training_images", "privacy", "highest pixel similarity of a synthetic image to a generator "
            "training image", m.copies_of("generator source images"), (0.5, 0.999),
            "highest similarity of held-out real images", needs=("reference", "model", "source_images")),

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from synthgate.config.release import Release
 from synthgate.config.settings import (
+    RANGES,
     DistributionSpec,
     IntegritySpec,
     PrivacySpec,
@@ -126,7 +127,7 @@ def load_policy(path: Path) -> Policy:
         statistics=read_spec(StatisticsSpec, settings.table("statistics", {})),
         integrity=read_spec(IntegritySpec, settings.table("integrity", {})),
         distribution=read_spec(DistributionSpec, settings.table("distribution", {})),
-        max_shift=checked_number(settings, "memorisation_max_shift", int, 4, 0, 32),
+        max_shift=checked_number(settings, "memorisation_max_shift", int, 4, *RANGES["max_shift"]),
         unlabelled_thresholds=unlabelled,
     )
     settings.finish()

@@ -130,6 +130,6 @@ def prevalence_figure(prevalence: dict, classes: list[str]) -> str | None:
                 axis.stairs(counts / counts.sum(), edges, color=colour, linestyle=style, linewidth=1.5, label=label)
         if entry.get("threshold") is not None:
             axis.axvline(entry["threshold"], color="#555555", linestyle="--", linewidth=1, label="threshold (real validation)")
-        axis.set(title=name, xlabel="model score", ylabel="share of images", xlim=(0, 1))
-        axis.legend(fontsize=7, loc="upper center")
+        axis.set(title=name, xlabel="model score", ylabel="share of images (log scale)", xlim=(0, 1), yscale="log")
+        axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: scores pile up at 0 and 1
     return _png_uri(figure)

@@ -23,6 +23,7 @@ SHORT = {
     "train_on_synthetic_auroc": "trained on synthetic only: AUROC",
     "mix_minus_real_auroc": "real + synthetic vs real: Δ AUROC",
     "pretrain_minus_real_auroc": "synthetic pre-training vs real: Δ AUROC",
+    "predicted_prevalence_difference": "called positive: |synthetic − real|",
 }
 SOURCES = {"policy": "the gate policy", "release": "release.toml (stricter than the policy)", "fixed": "fixed by synthgate"}
 GLOSSARY = (

@@ -1,3 +1,5 @@
+"""Feature-space distances (FD, KID, kNN, PRDC, classifier tests) and the distribution checks' near-duplicate search."""
+
 from pathlib import Path
 
 import numpy as np

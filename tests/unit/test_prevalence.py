@@ -123,3 +123,32 @@ def test_the_criterion_judges_the_absolute_difference_with_the_shares_beside():
     assert "threshold" in measured.note
     missing = predicted_prevalence(_Evaluation(result), "effusion")
     assert "no class 'effusion'" in missing.problem
+
+
+def test_the_reference_test_share_is_reported_beside_when_other_real_images_are_compared():
+    rng = np.random.default_rng(4)
+    y_val = (rng.random(300) < 0.3).astype(int)
+    source, test, synthetic = (_scores(rng, (rng.random(n) < 0.3).astype(int)) for n in (200, 150, 250))
+    result = class_prevalence(y_val, _scores(rng, y_val), source, synthetic, n_boot=300, real_set="generator source images",
+                              test_scores=test, test_groups=[f"p{k // 2}" for k in range(150)])
+    assert result.real_set == "generator source images" and result.real.n == 200
+    assert result.reference_test.value == pytest.approx(np.mean(test >= result.threshold))
+    assert result.reference_test.resampled == "patients" and result.reference_test.clusters == 75
+    assert class_prevalence(y_val, _scores(rng, y_val), test, synthetic, n_boot=100).reference_test is None
+    measured = predicted_prevalence(_Evaluation(result), "cardiomegaly")
+    assert [row["set"] for row in measured.rows] == ["synthetic", "generator source images", "real reference test images"]
+    assert "vs generator source images" in measured.baseline_text and "real reference test" in measured.baseline_text
+
+
+def test_the_report_rows_say_unlabelled_instead_of_a_label_count():
+    from synthgate.reporting.prevalence import prevalence_view
+
+    share = {"value": 0.2, "ci_low": 0.1, "ci_high": 0.3}
+    entry = {"threshold": 0.5, "real": share, "synthetic": share, "difference": {**share, "value": 0.0},
+             "reference_test": None, "declared": None, "declared_positives": None, "real_set": "generator source images"}
+    unlabelled = prevalence_view({"effusion": entry}, ["effusion", "mass"], labelled=False)
+    assert unlabelled["real_set"] == "generator source images" and not unlabelled["reference_test_beside"]
+    (row,) = unlabelled["rows"]
+    assert row["declared"] == "unlabelled" and row["synthetic"] == "0.200 [0.100, 0.300]"
+    labelled = prevalence_view({"effusion": {**entry, "declared": 0.25, "declared_positives": 50}}, ["effusion"], True)
+    assert labelled["rows"][0]["declared"] == "0.250 (50 images)"
