@@ -7,16 +7,22 @@ or half a folder, and a run killed mid-write leaves nothing that is later read.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 CACHE_ENV = "SYNTHGATE_CACHE"
 _BLOCK = 1 << 20
+_PACKAGE = Path(__file__).resolve().parent
+T = TypeVar("T")
 
 
 def default_cache_dir() -> Path:
@@ -103,3 +109,38 @@ def build_once(target: Path, build: Callable[[Path], None], stamp: str) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+@functools.cache
+def code_version() -> str:
+    """sha256 over synthgate's own files (code, templates, tables): a result another version computed is never read."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in _PACKAGE.rglob("*") if p.is_file() and p.suffix in (".py", ".toml", ".j2", ".json")):
+        digest.update(path.relative_to(_PACKAGE).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def result_key(*parts: str) -> str:
+    """One key from the content hashes and settings (as text) a result depends on, and this code's version."""
+    return sha256_bytes("\0".join((code_version(), *parts)).encode("utf-8"))
+
+
+def cached_result(cache_dir: Path, kind: str, key: str, compute: Callable[[], T]) -> T:
+    """``compute()``, or what it returned before for the same ``key`` (see :func:`result_key`).
+
+    Results are pickled into ``<cache>/results/<kind>/``: the cache is the user's own folder,
+    trusted as the environment is (never point ``SYNTHGATE_CACHE`` at a folder others write).
+    An entry that cannot be read is removed and computed again; writes are atomic, so a run
+    killed mid-write leaves no entry. Exceptions are never cached.
+    """
+    path = Path(cache_dir) / "results" / kind / f"{key}.pkl"
+    if path.is_file():
+        try:
+            return pickle.loads(path.read_bytes())
+        except Exception as error:  # noqa: BLE001 - any damage means: compute again
+            warnings.warn(f"{path}: damaged result cache entry ({error}); removed, computed again", stacklevel=2)
+            path.unlink(missing_ok=True)
+    value = compute()
+    atomic_write(path, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    return value

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synthgate.storage import fingerprint
+from synthgate.storage import fingerprint, sha256_bytes
 
 UNLABELLED = -1  # the label of every image of an unlabelled release: neither 0 nor 1, so no metric can use it
 
@@ -69,3 +69,10 @@ class Collection:
     def fingerprint(self) -> str:
         """sha256 over the sorted image hashes: which exact images a model was trained on."""
         return fingerprint(self.digests)
+
+    @property
+    def identity(self) -> str:
+        """sha256 over everything a result computed from this collection depends on (order, labels, groups, paths)."""
+        text = "\n".join([self.name, *self.datasets, *self.classes, *map(str, self.paths), *self.digests, *self.groups])
+        labels = np.ascontiguousarray(self.labels, dtype=np.int64)
+        return sha256_bytes(f"{text}\n{labels.shape}".encode() + labels.tobytes())

@@ -19,6 +19,7 @@ from synthgate.config.toml import ConfigError, Table
 from synthgate.data import loading
 from synthgate.data.collection import UNLABELLED, Collection
 from synthgate.evaluation.integrity import IntegrityReport, Offence, scan_release
+from synthgate.storage import cached_result, result_key, sha256_bytes, sha256_file
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,24 @@ class ReleaseEvaluation:
         if self.computed("synthetic"):
             counts["model-based checks"] = len(self.synthetic)
         return counts
+
+    def _cached(self, kind: str, compute, *depends_on: str):
+        """``compute()`` once per content: cached on disk under the hashes of the images, model and settings it uses."""
+        key = result_key(kind, repr(self.release.classes), repr(self.release.statistics), *depends_on)
+        return cached_result(self.options.cache_dir, kind, key, compute)
+
+    def _identities(self, *names: str) -> tuple[str, ...]:
+        """The identities of the named collections (attributes of this evaluation; '-' for one the release lacks)."""
+        collections = [getattr(self, name) for name in names]
+        return tuple("-" if c is None else c.identity for c in collections)
+
+    @cached_property
+    def model_identity(self) -> str:
+        """The evaluating model as results depend on it: its card, its plan, and its checkpoint's bytes if it has one."""
+        plan = self.model_plan
+        checkpoint = getattr(plan, "checkpoint", None)
+        parts = [self.model_card.to_json(), repr(plan), sha256_file(checkpoint) if checkpoint is not None else "-"]
+        return sha256_bytes("\0".join(parts).encode("utf-8"))
 
     # ------------------------------------------------------------------ what is on disk
 
@@ -155,8 +174,15 @@ class ReleaseEvaluation:
     def leakage(self) -> dict[str, list[Offence]]:
         """Each leakage criterion's findings by registry name (see :mod:`synthgate.evaluation.leakage_findings`)."""
         from synthgate.evaluation.leakage_findings import leakage_findings
+        from synthgate.models.errors import ModelLoadError
 
-        return leakage_findings(self)
+        try:
+            model = "no model" if self.model_plan is None else self.model_identity
+        except (ConfigError, ModelLoadError) as error:  # reported by the model checks themselves
+            model = f"unreadable model: {error}"
+        names = ("reference_train", "reference_test", "source_images") if self.release.reference else ("source_images",)
+        return self._cached("leakage", lambda: leakage_findings(self), model, repr(self.release.source_datasets),
+                            repr(self.release.privacy), self.synthetic.identity, *self._identities(*names))
 
     @cached_property
     def device(self):
@@ -250,22 +276,29 @@ class ReleaseEvaluation:
     def pretrained(self):
         from synthgate.evaluation.experiments import pretrained_evaluation
 
-        index = self.class_outputs()
-        scored = {name: self.embeddings(collection).scores for name, collection in self.splits.items()}
-        labels, scores = {}, {}
-        for name, k in index.items():
-            labels[name] = tuple(self.splits[s].column(name) for s in ("validation", "test", "synthetic"))
-            scores[name] = tuple(scored[s][:, k] for s in ("validation", "test", "synthetic"))
-        stats = self.release.statistics
-        groups = tuple(np.asarray(self.splits[s].groups) for s in ("test", "synthetic"))
-        return pretrained_evaluation(labels, scores, n_boot=stats.n_boot, seed=stats.seed, groups=groups)
+        def compute():
+            index = self.class_outputs()
+            scored = {name: self.embeddings(collection).scores for name, collection in self.splits.items()}
+            labels, scores = {}, {}
+            for name, k in index.items():
+                labels[name] = tuple(self.splits[s].column(name) for s in ("validation", "test", "synthetic"))
+                scores[name] = tuple(scored[s][:, k] for s in ("validation", "test", "synthetic"))
+            stats = self.release.statistics
+            groups = tuple(np.asarray(self.splits[s].groups) for s in ("test", "synthetic"))
+            return pretrained_evaluation(labels, scores, n_boot=stats.n_boot, seed=stats.seed, groups=groups)
+
+        return self._cached("pretrained", compute, self.model_identity, *self._split_identities())
+
+    def _split_identities(self) -> tuple[str, ...]:
+        return tuple(collection.identity for collection in self.splits.values())
 
     @cached_property
     def prevalence(self):
         """Per class: the shares of synthetic and of real test images the model calls positive (no labels needed)."""
         from synthgate.evaluation.prevalence import predicted_prevalence
 
-        return predicted_prevalence(self)
+        return self._cached("prevalence", lambda: predicted_prevalence(self), self.model_identity,
+                            *self._split_identities(), *self._identities("source_images"))
 
     @cached_property
     def utility(self):
@@ -273,18 +306,21 @@ class ReleaseEvaluation:
         from synthgate.evaluation.experiments import Features, ProbeGrid, standardised_features
 
         spec = self.utility_spec
-        if spec.mode != "probe":
-            from synthgate.evaluation.experiments import NetworkGrid
 
-            return NetworkGrid(self.splits, self.model, spec, self.release.statistics, self.device).run()
-        splits = self.splits
-        features = [self.embeddings(splits[name]).features for name in ("pool", "validation", "test", "synthetic")]
-        standardised = standardised_features(*features)
-        pool, validation, test, synthetic = (
-            Features(x, splits[name].labels) for x, name in zip(standardised, ("pool", "validation", "test", "synthetic"))
-        )
-        return ProbeGrid(pool, validation, test, synthetic, self.release.class_names, spec, self.release.statistics,
-                         test_groups=np.asarray(splits["test"].groups)).run()
+        def compute():
+            if spec.mode != "probe":
+                from synthgate.evaluation.experiments import NetworkGrid
+
+                return NetworkGrid(self.splits, self.model, spec, self.release.statistics, self.device).run()
+            splits = self.splits
+            names = ("pool", "validation", "test", "synthetic")
+            standardised = standardised_features(*(self.embeddings(splits[name]).features for name in names))
+            pool, validation, test, synthetic = (Features(x, splits[name].labels) for x, name in zip(standardised, names))
+            return ProbeGrid(pool, validation, test, synthetic, self.release.class_names, spec, self.release.statistics,
+                             test_groups=np.asarray(splits["test"].groups)).run()
+
+        return self._cached("utility", compute, self.model_identity, repr(spec), self.device.type,
+                            *self._split_identities())
 
     # ------------------------------------------------------------------ realism and privacy
 
@@ -321,11 +357,11 @@ class ReleaseEvaluation:
         target_name, target = self.realism_target
         spec = self.release.distribution
         size = spec.resolution
-        return compare_distributions(
+        return self._cached("distribution", lambda: compare_distributions(
             self.synthetic, self.embeddings(self.synthetic).features, self.pixels[f"synthetic@{size}"],
             target, self.embeddings(target).features, self.pixels[f"target@{size}"],
             target_name, spec.duplicate_similarity, spec.max_shift, seed=self.release.statistics.seed, resolution=size,
-        )
+        ), self.model_identity, repr(spec), target_name, self.synthetic.identity, target.identity)
 
     @cached_property
     def privacy(self):
@@ -334,10 +370,16 @@ class ReleaseEvaluation:
         spec = self.release.privacy
         size = spec.resolution
         reference = self.reference_train.concat(self.reference_test)
-        real_sets = {"reference images": (reference, self.pixels[f"reference@{size}"], self.embeddings(reference).features)}
-        if self.source_images is not None:
-            real_sets["generator source images"] = (self.source_images, self.pixels[f"target@{size}"],
-                                                    self.embeddings(self.source_images).features)
-        return find_memorised(self.synthetic, self.pixels[f"synthetic@{size}"], self.embeddings(self.synthetic).features,
-                              real_sets, spec.pixel_similarity_max, spec.max_shift,
-                              seed=self.release.statistics.seed, resolution=size)
+
+        def compute():
+            real_sets = {"reference images": (reference, self.pixels[f"reference@{size}"],
+                                              self.embeddings(reference).features)}
+            if self.source_images is not None:
+                real_sets["generator source images"] = (self.source_images, self.pixels[f"target@{size}"],
+                                                        self.embeddings(self.source_images).features)
+            return find_memorised(self.synthetic, self.pixels[f"synthetic@{size}"],
+                                  self.embeddings(self.synthetic).features, real_sets, spec.pixel_similarity_max,
+                                  spec.max_shift, seed=self.release.statistics.seed, resolution=size)
+
+        return self._cached("privacy", compute, self.model_identity, repr(spec), self.synthetic.identity,
+                            reference.identity, *self._identities("source_images"))
