@@ -7,6 +7,8 @@ or half a folder, and a run killed mid-write leaves nothing that is later read.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
@@ -96,19 +98,34 @@ def build_once(target: Path, build: Callable[[Path], None], stamp: str) -> Path:
     """
     if (target / ".complete").exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        build(staging)
-        (staging / ".complete").write_text(stamp + "\n")
+    with exclusive(target.parent / f".{target.name}.lock"):
+        if (target / ".complete").exists():  # another process built it while this one waited
+            return target
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
-            os.replace(staging, target)
-        except OSError:
-            if not (target / ".complete").exists():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            build(staging)
+            (staging / ".complete").write_text(stamp + "\n")
+            try:
+                os.replace(staging, target)
+            except OSError:
+                if not (target / ".complete").exists():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+@contextlib.contextmanager
+def exclusive(lock_file: Path):
+    """Hold an exclusive lock on ``lock_file``: of parallel runs (``pytest -n``, two gates at once) one builds, the
+    others wait and then find it built. The lock goes with the process, so a killed builder never blocks the next."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @functools.cache
@@ -135,12 +152,27 @@ def cached_result(cache_dir: Path, kind: str, key: str, compute: Callable[[], T]
     killed mid-write leaves no entry. Exceptions are never cached.
     """
     path = Path(cache_dir) / "results" / kind / f"{key}.pkl"
-    if path.is_file():
-        try:
-            return pickle.loads(path.read_bytes())
-        except Exception as error:  # noqa: BLE001 - any damage means: compute again
-            warnings.warn(f"{path}: damaged result cache entry ({error}); removed, computed again", stacklevel=2)
-            path.unlink(missing_ok=True)
-    value = compute()
-    atomic_write(path, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    found = _read_result(path)
+    if found is not _MISSING:
+        return found
+    with exclusive(path.with_suffix(".lock")):
+        found = _read_result(path)  # computed by another process while this one waited
+        if found is not _MISSING:
+            return found
+        value = compute()
+        atomic_write(path, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
     return value
+
+
+_MISSING = object()
+
+
+def _read_result(path: Path):
+    if not path.is_file():
+        return _MISSING
+    try:
+        return pickle.loads(path.read_bytes())
+    except Exception as error:  # noqa: BLE001 - any damage means: compute again
+        warnings.warn(f"{path}: damaged result cache entry ({error}); removed, computed again", stacklevel=3)
+        path.unlink(missing_ok=True)
+        return _MISSING

@@ -35,8 +35,15 @@ min_count = 3
 
 @pytest.fixture(scope="session")
 def gate_cache(tmp_path_factory) -> Path:
-    """One synthgate cache for the whole test session (demo world, features, models)."""
-    return Path(os.environ.get("SYNTHGATE_TEST_CACHE") or tmp_path_factory.mktemp("synthgate-cache"))
+    """One synthgate cache for the whole test session (demo world, features, models), shared by pytest-xdist's
+    workers (builds, training and results are locked: one worker computes, the others wait and reuse)."""
+    if os.environ.get("SYNTHGATE_TEST_CACHE"):
+        return Path(os.environ["SYNTHGATE_TEST_CACHE"])
+    shared = tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else None
+    if shared is None:
+        return tmp_path_factory.mktemp("synthgate-cache")
+    (shared / "synthgate-cache").mkdir(exist_ok=True)
+    return shared / "synthgate-cache"
 
 
 @dataclass

@@ -127,9 +127,16 @@ def flip_labels(items: list[Item], rng: np.random.Generator, params: dict, world
         items[k].labels = {name: 1 - value for name, value in items[k].labels.items()}
 
 
+def drop_finding(items: list[Item], rng: np.random.Generator, params: dict, world: Path) -> None:
+    """A generator that never produces ``class``: the images showing it are left out of the release."""
+    name = params["class"]
+    items[:] = [item for item in items if not item.labels[name]]
+
+
 # The demo's defect helpers work on any images: they read the generator's source at ``<world>/source``.
 DEFECTS = {
     "label-noise": flip_labels,
+    "finding-dropped": drop_finding,
     "near-copies": ITEM_DEFECTS["near-copies"],
     "degraded": ITEM_DEFECTS["degraded"],
     "mode-collapse": ITEM_DEFECTS["mode-collapse"],
@@ -157,7 +164,7 @@ def _merge(base: dict, override: dict) -> dict:
 def release_config(study: Study, name: str) -> dict:
     """The release.toml of one derived release: the template plus what the builder knows."""
     entry = study.releases[name]
-    return _merge(study.template, {
+    config = _merge(study.template, {
         "release": {"name": name, "description": entry["description"], "source_datasets": [study.source_dataset],
                     "source_images": {"path": "../../source", "datasets": [study.source_dataset]}},
         "images": {"width": study.size, "height": study.size, "mode": "L"},
@@ -165,6 +172,11 @@ def release_config(study: Study, name: str) -> dict:
                       "test": {"path": "../../reference/test", "datasets": [study.reference_dataset]}},
         "model": {"size": study.size},
     })
+    if not entry["labelled"]:  # an unconditional generator's release: no labels, so no label counts either
+        config["release"]["labelled"] = False
+        for table in config["classes"].values():
+            table.pop("min_count", None)
+    return config
 
 
 def _fingerprint(study: Study, collection: Collection) -> str:
@@ -197,7 +209,7 @@ def _build_into(root: Path, study: Study, collection: Collection) -> None:
 
     for part, folder in FOLDERS.items():
         write_collection(root / folder, [real_item(i) for i in parts[part]])
-    held_back = parts["held_back"]
+    held_back, counts = parts["held_back"], {}
     for index, (name, entry) in enumerate(study.releases.items()):
         rng = np.random.default_rng([study.seed, 100 + index])
         order = rng.permutation(held_back)
@@ -206,14 +218,16 @@ def _build_into(root: Path, study: Study, collection: Collection) -> None:
         if entry["defect"]:
             DEFECTS[entry["defect"]["kind"]](items, rng, _scaled(entry["defect"], study.size), root)
         target = root / "releases" / name
-        write_collection(target, items, with_patients=False)
+        write_collection(target, items, with_patients=False, with_labels=entry["labelled"])
+        counts[name] = len(items)
         (target / CONFIG_NAME).write_text(
             f"# Built by studies/kermany/study.py from {study.file.name} ({study.name}); do not edit.\n"
             + dump_toml(release_config(study, name))
         )
     facts = {"study": study.name, "size": study.size, "patients": study.patients, "seed": study.seed,
              "data": str(study.data.path), "fractions": study.fractions, **report,
-             "releases": {name: {"images": int(len(held_back)), "defect": entry["defect"], "expect": entry["expect"]}
+             "releases": {name: {"images": counts[name], "labelled": entry["labelled"], "defect": entry["defect"],
+                                 "expect": entry["expect"]}
                           for name, entry in study.releases.items()}}
     (root / "study.json").write_text(json.dumps(facts, indent=2) + "\n")
 

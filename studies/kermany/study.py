@@ -67,7 +67,7 @@ class Study:
     source_dataset: str
     reference_dataset: str
     template: dict  # what every release.toml holds besides the builder's keys
-    releases: dict[str, dict]  # name -> {"description", "defect" (or None), "expect"}
+    releases: dict[str, dict]  # name -> {"description", "defect" (or None), "expect", "labelled"}
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -145,7 +145,8 @@ def load_study(file: Path | None = None, size: int | None = None, patients: floa
                 expect = _expect(own)
             _expect(own)
             own.finish()
-        releases[release_name] = {"description": entry.get("description", str), "defect": defect, "expect": expect}
+        releases[release_name] = {"description": entry.get("description", str), "defect": defect, "expect": expect,
+                                  "labelled": entry.get("labelled", bool, True)}
         entry.finish()
     table.finish()
     top.finish()

@@ -40,6 +40,7 @@ from synthgate.models.card import (
 )
 from synthgate.models.embedding import ImageFiles, forward_features
 from synthgate.models.loading import LoadedModel, build_densenet, load_checkpoint, save_checkpoint
+from synthgate.storage import exclusive
 
 
 @dataclass(frozen=True)
@@ -268,14 +269,15 @@ def trained_model(
         ).encode()
     ).hexdigest()[:16]
     checkpoint = Path(cache_dir) / "models" / key / "densenet121.pt"
-    if not checkpoint.exists():
-        result = train_densenet(collection, settings, device)
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        seen = save_seen_images(seen_images(collection, settings), seen_images_path(checkpoint))
-        card = dataclasses.replace(
-            planned_card(collection, outputs, settings),
-            validation_metrics={"auroc": result.validation_auroc, "best_epoch": result.best_epoch},
-            seen_images=seen,
-        )
-        save_checkpoint(result.model, card, checkpoint)
+    with exclusive(checkpoint.parent.with_suffix(".lock")):  # parallel runs train it once
+        if not checkpoint.exists():
+            result = train_densenet(collection, settings, device)
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            seen = save_seen_images(seen_images(collection, settings), seen_images_path(checkpoint))
+            card = dataclasses.replace(
+                planned_card(collection, outputs, settings),
+                validation_metrics={"auroc": result.validation_auroc, "best_epoch": result.best_epoch},
+                seen_images=seen,
+            )
+            save_checkpoint(result.model, card, checkpoint)
     return load_checkpoint(checkpoint)
