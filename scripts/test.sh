@@ -6,5 +6,6 @@ bash scripts/setup.sh
 # CI also installs Debian's chromium for the report's browser test (skipped, with the reason, elsewhere).
 if [ -n "${CI:-}" ]; then bash scripts/browser-check.sh --install-only; fi
 .venv/bin/ruff check .   # lint (configured in pyproject.toml) before the tests
-# Two workers (pytest-xdist) by default: CI has 2 cores; the workers share one synthgate cache.
-exec .venv/bin/python -m pytest tests -n "${SYNTHGATE_TEST_WORKERS:-2}" "$@"
+# Serial: on CI's 2 cores two pytest-xdist workers were slower (31 min against 26), as both
+# wait on the one demo build and training, then contend for the cores in torch.
+exec .venv/bin/python -m pytest tests "$@"
