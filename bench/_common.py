@@ -197,13 +197,15 @@ class Run:
     """One benchmark run: records the machine and load at start, writes the JSON at the end."""
 
     def __init__(self, name: str, device: torch.device | None = None):
-        self.name = name
+        self.name, self.device = name, device
         self.started = datetime.now(UTC)
         self.machine = machine(device)
         self.load_start = os.getloadavg()
         self.code = code_state()
 
-    def save(self, filename: str, parameters: dict, results: dict, notes: list[str] | None = None) -> Path:
+    def save(self, filename: str | None, parameters: dict, results: dict, notes: list[str] | None = None) -> Path:
+        """Write the record to ``bench/results/<filename>`` (default ``<name>-<cpu|cuda>.json``)."""
+        filename = filename or f"{self.name}-{default_suffix(self.device)}.json"
         record = {
             "benchmark": self.name,
             "date": self.started.isoformat(timespec="seconds"),
@@ -222,8 +224,23 @@ class Run:
         return path
 
 
-def default_suffix(device: torch.device) -> str:
-    return "cuda" if device.type == "cuda" else "cpu"
+def default_suffix(device: torch.device | None) -> str:
+    return "cuda" if device is not None and device.type == "cuda" else "cpu"
+
+
+def add_run_options(parser, name: str, device: str = "cpu") -> None:
+    """The options every device benchmark takes: --device, --threads and --out."""
+    parser.add_argument("--device", default=device)
+    parser.add_argument("--threads", type=int,
+                        help="torch and BLAS threads (default: the libraries' choice; 1 on a shared machine)")
+    parser.add_argument("--out", help=f"result file name in bench/results/ (default {name}-<device>.json)")
+
+
+def start_run(args, name: str) -> tuple[torch.device, Run]:
+    """Apply --threads, then open the run on --device (the machine is recorded as it is then)."""
+    set_threads(args.threads)
+    device = torch.device(args.device)
+    return device, Run(name, device)
 
 
 def log(*parts) -> None:

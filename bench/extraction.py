@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import Run, default_suffix, log, public, rate, set_threads, timed
+from _common import add_run_options, log, public, rate, start_run, timed
 from PIL import Image
 
 import synthgate.models.embedding
@@ -100,22 +100,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median and min)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int,
-                        help="torch and BLAS threads (default: the libraries' choice; 1 on a shared machine)")
+    add_run_options(parser, "extraction")
     parser.add_argument("--checkpoint", type=Path,
                         help="a synthgate checkpoint (trained weights, for a more meaningful bf16 tolerance); "
                              "default: a randomly initialised DenseNet121 with 3 outputs")
-    parser.add_argument("--out", help="result file name in bench/results/ (default extraction-<device>.json)")
     args = parser.parse_args()
-    set_threads(args.threads)
-    device = torch.device(args.device)
     sizes = [int(s) for s in args.sizes.split(",")]
     counts = [int(n) for n in args.images.split(",")]
     precisions = args.precisions.split(",")
     if len(counts) != len(sizes):
         parser.error("--images needs one count per --sizes entry")
-    run = Run("extraction", device)
+    device, run = start_run(args, "extraction")
     torch.manual_seed(0)
     base = load_checkpoint(args.checkpoint).module if args.checkpoint else build_densenet(3)
 
@@ -187,7 +182,7 @@ def main() -> None:
     parameters = {"sizes": sizes, "images": counts, "batch_size": args.batch_size, "precisions": precisions,
                   "repeats": args.repeats, "device": str(device),
                   "model": str(args.checkpoint) if args.checkpoint else "build_densenet(3), random init (seed 0)"}
-    run.save(args.out or f"extraction-{default_suffix(device)}.json", parameters, results, notes)
+    run.save(args.out, parameters, results, notes)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 import torch
-from _common import Run, cpu_seconds, default_suffix, log, set_threads, sync
+from _common import add_run_options, cpu_seconds, log, start_run, sync
 
 from synthgate.demo.phantoms import render
 from synthgate.measures.neighbours import top_k
@@ -68,14 +68,9 @@ def main() -> None:
     parser.add_argument("--refine", type=int, default=REFINE, help="candidates compared at full resolution")
     parser.add_argument("--copies", type=float, default=0.05, help="share of synthetic images that are planted copies")
     parser.add_argument("--threshold", type=float, default=0.95)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int,
-                        help="torch and BLAS threads (default: the libraries' choice; 1 on a shared machine)")
-    parser.add_argument("--out", help="result file name in bench/results/ (default memorisation-<device>.json)")
+    add_run_options(parser, "memorisation", "cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    set_threads(args.threads)
-    device = torch.device(args.device)
-    run = Run("memorisation", device)
+    device, run = start_run(args, "memorisation")
     sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",") if size]
     most_n, most_m = max(n for n, _ in sizes), max(m for _, m in sizes)
 
@@ -151,7 +146,7 @@ def main() -> None:
     ]
     parameters = {k: getattr(args, k) for k in ("sizes", "resolution", "max_shift", "k", "refine", "copies",
                                                  "threshold", "device", "threads")}
-    run.save(args.out or f"memorisation-{default_suffix(device)}.json", parameters, results, notes)
+    run.save(args.out, parameters, results, notes)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import argparse
 
 import numpy as np
 import torch
-from _common import Run, default_suffix, log, peak_memory, public, set_threads, timed
+from _common import add_run_options, log, peak_memory, public, start_run, timed
 
 from synthgate.measures.distances import knn, pairwise_sq_dists_chunked, shift_tolerant_similarity
 
@@ -58,14 +58,9 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--max-shift", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int,
-                        help="torch and BLAS threads (default: the libraries' choice; 1 on a shared machine)")
-    parser.add_argument("--out", help="result file name in bench/results/ (default neighbours-<device>.json)")
+    add_run_options(parser, "neighbours")
     args = parser.parse_args()
-    set_threads(args.threads)
-    device = torch.device(args.device)
-    run = Run("neighbours", device)
+    device, run = start_run(args, "neighbours")
     rng = np.random.default_rng(0)
     results = {"knn": {}, "distance_blocks": {}, "shift_tolerant_similarity": {}}
 
@@ -113,7 +108,7 @@ def main() -> None:
     ]
     parameters = {k: getattr(args, k) for k in ("sizes", "shift_sizes", "dim", "k", "image_size", "max_shift",
                                                  "repeats", "device")}
-    run.save(args.out or f"neighbours-{default_suffix(device)}.json", parameters, results, notes)
+    run.save(args.out, parameters, results, notes)
 
 
 if __name__ == "__main__":

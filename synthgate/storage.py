@@ -94,7 +94,7 @@ def build_once(target: Path, build: Callable[[Path], None], stamp: str) -> Path:
     """Build the folder ``target`` once: ``build(staging)`` fills a sibling, which is renamed into place.
 
     A ``.complete`` file (holding ``stamp``) marks a finished build; later calls return
-    at once, and a concurrent builder that loses the race keeps the winner's identical folder.
+    at once, and a concurrent caller waits on the lock and then finds the folder built.
     """
     if (target / ".complete").exists():
         return target
@@ -105,11 +105,7 @@ def build_once(target: Path, build: Callable[[Path], None], stamp: str) -> Path:
         try:
             build(staging)
             (staging / ".complete").write_text(stamp + "\n")
-            try:
-                os.replace(staging, target)
-            except OSError:
-                if not (target / ".complete").exists():
-                    raise
+            os.replace(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return target

@@ -8,6 +8,7 @@ group (patient) per image. Adapters turn each on-disk layout into that shape.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,7 @@ class Collection:
         """sha256 over the sorted image hashes: which exact images a model was trained on."""
         return fingerprint(self.digests)
 
-    @property
+    @cached_property
     def identity(self) -> str:
         """sha256 over everything a result computed from this collection depends on (order, labels, groups, paths)."""
         text = "\n".join([self.name, *self.datasets, *self.classes, *map(str, self.paths), *self.digests, *self.groups])

@@ -61,6 +61,9 @@ class ReleaseEvaluation:
         collections = [getattr(self, name) for name in names]
         return tuple("-" if c is None else c.identity for c in collections)
 
+    def _split_identities(self) -> tuple[str, ...]:
+        return tuple(collection.identity for collection in self.splits.values())
+
     @cached_property
     def model_identity(self) -> str:
         """The evaluating model as results depend on it: its card, its plan, and its checkpoint's bytes if it has one."""
@@ -181,8 +184,10 @@ class ReleaseEvaluation:
         except (ConfigError, ModelLoadError) as error:  # reported by the model checks themselves
             model = f"unreadable model: {error}"
         names = ("reference_train", "reference_test", "source_images") if self.release.reference else ("source_images",)
+        # Of the privacy settings the comparisons use only the shift they tolerate: a changed threshold re-judges.
         return self._cached("leakage", lambda: leakage_findings(self), model, repr(self.release.source_datasets),
-                            repr(self.release.privacy), self.synthetic.identity, *self._identities(*names))
+                            f"max_shift={self.release.privacy.max_shift}", self.synthetic.identity,
+                            *self._identities(*names))
 
     @cached_property
     def device(self):
@@ -288,9 +293,6 @@ class ReleaseEvaluation:
             return pretrained_evaluation(labels, scores, n_boot=stats.n_boot, seed=stats.seed, groups=groups)
 
         return self._cached("pretrained", compute, self.model_identity, *self._split_identities())
-
-    def _split_identities(self) -> tuple[str, ...]:
-        return tuple(collection.identity for collection in self.splits.values())
 
     @cached_property
     def prevalence(self):
