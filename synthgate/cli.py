@@ -192,7 +192,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _training_data(args: argparse.Namespace):
-    """(collection, model outputs, settings defaults) from a release's reference train or a data folder."""
+    """(collection, model outputs, settings defaults, whether it is a release's reference train) from --release or --data."""
     from synthgate.config.release import load_release
     from synthgate.data import loading
     from synthgate.evaluation.release_evaluation import GateOptions, ReleaseEvaluation
@@ -205,12 +205,12 @@ def _training_data(args: argparse.Namespace):
                                        GateOptions(cache_dir=_cache_dir(args.cache)))
         plan = evaluation.model_plan
         defaults = plan.settings if isinstance(plan, ReferenceModelSpec) else TrainSettings()
-        return evaluation.reference_train, evaluation.model_outputs, defaults
+        return evaluation.reference_train, evaluation.model_outputs, defaults, True
     if not args.dataset:
         raise UsageProblem("--data needs --dataset NAME: the data sets these images come from go on the model card (leakage checks read it)")
     folder = Path(args.data)
     collection = loading.from_manifest(folder, folder.name, tuple(args.dataset))
-    return collection, collection.classes, TrainSettings()
+    return collection, collection.classes, TrainSettings(), False
 
 
 def cmd_train_reference(args: argparse.Namespace) -> int:
@@ -219,11 +219,13 @@ def cmd_train_reference(args: argparse.Namespace) -> int:
     from synthgate.models.card import card_path
     from synthgate.models.embedding import pick_device
     from synthgate.models.loading import save_checkpoint
-    from synthgate.models.training import trained_model
+    from synthgate.models.training import backbone_collection, trained_model
 
-    collection, outputs, defaults = _training_data(args)
+    collection, outputs, defaults, reference_train = _training_data(args)
     chosen = {key: getattr(args, key) for key in ("size", "epochs", "seed", "patience") if getattr(args, key) is not None}
     settings = dataclasses.replace(defaults, **chosen)
+    if reference_train:  # the probe pool stays new to the model, as under [model] train = "reference"
+        collection = backbone_collection(collection, settings.seed)
     device = pick_device(args.device)
     print(f"training DenseNet121 on {collection.name}: {len(collection)} images, outputs {', '.join(outputs)}, "
           f"{settings.size} px, up to {settings.epochs} epochs, seed {settings.seed}, on {device}", file=sys.stderr)
@@ -312,7 +314,7 @@ Train on a release's [reference] train data with its class mapping (settings
 default to its [model] table), or on a folder with manifest.csv. A model trained
 on the same images with the same settings is reused from the cache.""", OTHER_CODES)
     source = train.add_mutually_exclusive_group(required=True)
-    source.add_argument("--release", metavar="RELEASE", help="train on this release's reference train data")
+    source.add_argument("--release", metavar="RELEASE", help="train on this release's reference train data (its backbone part: the probe pool stays unseen)")
     source.add_argument("--data", metavar="FOLDER", help="train on a folder with manifest.csv (path, patient_id, 0/1 class columns)")
     train.add_argument("--dataset", metavar="NAME", action="append", help="with --data: the data set the images come from (repeatable)")
     train.add_argument("--out", metavar="PATH", required=True, help="checkpoint to write")

@@ -66,8 +66,11 @@ class Site:
 
 
 SITES: dict[str, Site] = {
-    # Generator-source site in the demo: darker, noisier, looser positioning.
-    "site-a": Site(name="site-a"),
+    # Generator-source site in the demo: darker, noisier, looser positioning. Noisy enough
+    # to be told apart, not so noisy that its findings stop transferring: a probe trained
+    # on 271 real site-A images reaches real-test (site-B) AUROC 0.90 for soft tissue mass
+    # (at noise 0.030 it was 0.47), so a faithful site-A generator can be useful at site B.
+    "site-a": Site(name="site-a", noise=0.018, texture=0.025),
     # Disjoint reference site: brighter (higher exposure, gamma < 1), much less
     # noise, tighter positioning with the patient lower and smaller on the
     # film, slightly larger patients, a different case mix.

@@ -16,7 +16,7 @@ def compare_sources(evaluations: list, seed: int = 0):
     """
     from synthgate.measures.distances import source_identifiability
 
-    models = {evaluation.model.model_id for evaluation in evaluations}
+    models = {evaluation.model_id for evaluation in evaluations}
     if len(models) != 1:
         names = ", ".join(evaluation.release.name for evaluation in evaluations)
         raise ConfigError(evaluations[1].release.config_file, "model",

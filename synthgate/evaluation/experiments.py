@@ -9,7 +9,8 @@ reference test set: R (real only), S (synthetic only), R+S at several ratios of
 synthetic to real, S->R (pre-train on synthetic, fine-tune on real), each at
 several sizes of the real training set and several seeds. Decision thresholds are
 chosen on a patient-wise validation split of the reference train, never on test,
-and never on images the evaluating model trained on (``validation_split``).
+and never on images the evaluating model trained on (``reference_roles``); nor does R
+train on them (no home advantage over S: the probe learns from that model's features).
 
 Every interval resamples test patients where patient ids are known (images
 otherwise), and the retraining intervals also draw a training seed per replicate
@@ -37,7 +38,15 @@ from synthgate.measures.metrics import (
     summarise_seeds,
     unpaired_difference,
 )
-from synthgate.models.training import TrainSettings, decode_all, held_out_split, predict, train_densenet
+from synthgate.models.training import (
+    TrainSettings,
+    backbone_collection,
+    backbone_split,
+    decode_all,
+    held_out_split,
+    predict,
+    train_densenet,
+)
 
 REPORTED_METRICS = ("auroc", "accuracy", "precision", "recall", "f1")
 # The split of a model synthgate did not train (torchxrayvision weights, an outside
@@ -184,16 +193,15 @@ class Grid:
         raise NotImplementedError
 
     def cells(self) -> list[Cell]:
+        n_real = {size: max(2, round(size * self.n_pool)) for size in self.spec.sizes}
         cells = []
-        for size in self.spec.sizes:
-            n_real = max(2, round(size * self.n_pool))
-            cells.append(Cell("R", size, None, n_real, 0))
-            for ratio in self.spec.ratios:
-                cells.append(Cell("R+S", size, ratio, n_real, round(ratio * n_real)))
-            cells.append(Cell("S", size, None, 0, n_real))  # as many synthetic images as R has real ones
-        full = max(self.spec.sizes)
-        n_full = round(full * self.n_pool)
-        cells.append(Cell("S->R", full, None, n_full, n_full))
+        for size, n in n_real.items():
+            cells.append(Cell("R", size, None, n, 0))
+            cells.extend(Cell("R+S", size, ratio, n, round(ratio * n)) for ratio in self.spec.ratios)
+            cells.append(Cell("S", size, None, 0, n))  # as many synthetic images as R has real ones
+        # Pre-training on as many synthetic images as real ones: at full size, or the largest size the release fills.
+        largest = max([size for size, n in n_real.items() if n <= self.n_synthetic] or n_real)
+        cells.append(Cell("S->R", largest, None, n_real[largest], n_real[largest]))
         for cell in cells:
             if cell.n_synthetic > self.n_synthetic:
                 cell.unavailable = f"needs {cell.n_synthetic} synthetic images, the release has {self.n_synthetic}"
@@ -302,34 +310,64 @@ def standardised_features(pool: np.ndarray, *others: np.ndarray) -> list[np.ndar
     return [((x - mean) / std).astype(np.float32) for x in (pool, *others)]
 
 
-def validation_split(reference_train: Collection, model_card=None,
-                     source_images: Collection | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(pool, validation) indices of the reference train, patient-wise; thresholds are chosen on validation.
+@dataclass(frozen=True)
+class ReferenceRoles:
+    """What each image of the reference train is for: the real learner's pool, threshold validation.
 
-    The evaluating model must never have trained on the validation images. When
-    synthgate trained it (its card's ``training_fingerprint`` names the images),
-    the split comes from ``training.held_out_split`` with the card's seed, the
-    very function ``train_densenet`` held its validation patients out with:
+    ``backbone`` says in words which reference-train images the evaluating model (whose
+    features the probe learns from) saw; the report prints it beside the grid.
+    """
 
-    - trained on the reference train itself: validation is exactly the model's
-      own validation split (the same patients: the split depends only on the set
-      of patient ids, the fraction and the seed, not on row order);
-    - trained on ``source_images`` (the generator's source images): the model's
-      own split of those says which images it trained on, and reference-train
-      patients with any of those images (same file hash or same patient id) are
-      moved from validation to the pool.
+    pool: np.ndarray
+    validation: np.ndarray
+    backbone: str
 
-    A model synthgate did not train (``model_card`` None, or a fingerprint that
-    matches neither) gets train_densenet's default split; what it saw is not
-    known here. The fraction is always ``TrainSettings.val_fraction``: it is the
-    only value release.toml can give, and cards do not record it.
+
+def reference_roles(reference_train: Collection, model_card=None,
+                    source_images: Collection | None = None) -> ReferenceRoles:
+    """Split the reference train patient-wise into the real learner's pool and the threshold validation.
+
+    Neither may hold an image the evaluating model trained on: the probe's features
+    come from that model, so a pool of its own training images would favour R over
+    S and R+S by construction (a home advantage), and thresholds chosen on them
+    would be overfitted. When synthgate trained the model (its card's
+    ``training_fingerprint`` names the images), the split follows from the card's seed:
+
+    - trained on the reference train's backbone part (``training.backbone_split``,
+      ``[model] train = "reference"``): validation is the model's own validation
+      split of that part (``training.held_out_split``), the pool is the probe pool,
+      patients the model never saw;
+    - trained on the whole reference train (a checkpoint from an older synthgate):
+      validation is the model's own validation split, the pool its training images,
+      and ``backbone`` says that R has the home advantage;
+    - trained on ``source_images`` (the generator's source images): reference-train
+      patients with any image the model trained on (same file hash or same patient
+      id) are moved out of validation into the pool (the leakage checks block a
+      release whose reference shares patients or images with the source anyway).
+
+    A model synthgate did not train gets train_densenet's default split; what it saw
+    is not known here. The fraction is always ``TrainSettings.val_fraction``: it is
+    the only value release.toml can give, and cards do not record it.
     """
     fingerprint = getattr(model_card, "training_fingerprint", None)
     card_seed = getattr(model_card, "seed", None)
     settings = TrainSettings(seed=VALIDATION_SEED if fingerprint is None or card_seed is None else card_seed)
+    if fingerprint is not None and card_seed is not None:
+        backbone, probe = backbone_split(reference_train, card_seed)
+        if fingerprint == backbone_collection(reference_train, card_seed).fingerprint:
+            held = backbone[held_out_split(reference_train.subset(backbone), settings)[1]]
+            return ReferenceRoles(np.sort(probe), np.sort(held), (
+                f"the evaluating model trained on {len(backbone) - len(held)} reference-train images and validated on "
+                f"{len(held)} (thresholds are chosen on these); the real learner R draws from the other "
+                f"{len(probe)}, of patients the model never saw, as S draws from synthetic images it never saw"))
     pool, validation = held_out_split(reference_train, settings)
-    if fingerprint is None or fingerprint == reference_train.fingerprint:
-        return pool, validation
+    if fingerprint is None:
+        return ReferenceRoles(pool, validation, "the evaluating model's training images are not known; none of the "
+                              "reference train is known to be new to it")
+    if fingerprint == reference_train.fingerprint:
+        return ReferenceRoles(pool, validation, (
+            f"the evaluating model trained on the {len(pool)} images R draws from: R has a home advantage over S "
+            "(retrain the reference model with this synthgate to remove it)"))
     if source_images is not None and fingerprint == source_images.fingerprint:
         trained = held_out_split(source_images, settings)[0]
         seen_digests = {source_images.digests[i] for i in trained}
@@ -339,4 +377,7 @@ def validation_split(reference_train: Collection, model_card=None,
                 if reference_train.digests[i] in seen_digests or reference_train.groups[i] in seen_patients}
         moved = np.array([reference_train.groups[i] in seen for i in validation], dtype=bool)
         pool, validation = np.sort(np.concatenate([pool, validation[moved]])), validation[~moved]
-    return pool, validation
+        return ReferenceRoles(pool, validation, "the evaluating model trained on the generator's source images, "
+                              "none of the reference train")
+    return ReferenceRoles(pool, validation, "the evaluating model's training images are none of the reference train "
+                          "(by its card's fingerprint)")

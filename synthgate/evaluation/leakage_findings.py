@@ -64,7 +64,7 @@ def leakage_findings(evaluation) -> dict:
 def _model_leakage(evaluation, leakage, sets: dict, max_shift: int) -> dict:
     """The model checks of :attr:`leakage`: its data-set names, then the images (and patients) it saw."""
     from synthgate.models.card import card_path
-    from synthgate.models.training import ReferenceModelSpec, seen_images
+    from synthgate.models.training import ReferenceModelSpec, backbone_split, seen_images
 
     plan = evaluation.model_plan
     if plan is None:
@@ -72,11 +72,15 @@ def _model_leakage(evaluation, leakage, sets: dict, max_shift: int) -> dict:
     card = evaluation.model_card
     what = "the evaluating model's training images"
     if isinstance(plan, ReferenceModelSpec):
-        collection = evaluation._training_collection()
+        collection = evaluation.training_collection()
         key = "train" if plan.data == "reference" else "source"
-        listed = seen_images(collection, plan.settings, sets[key].pixel_sha256 if key in sets else None)
-        model = leakage.ImageSet.of_seen(listed, what, card.training_datasets, sets[key].pixels if key in sets else None,
-                                         sets[key].pixel_rows if key in sets else ())
+        known = sets.get(key)  # the images it learned from, as an image set already hashed (and loaded)
+        rows = backbone_split(evaluation.reference_train, plan.settings.seed)[0] if key == "train" else range(len(collection))
+        hashes = None if known is None else tuple(known.pixel_sha256[i] for i in rows)
+        pixels = None if known is None or known.pixels is None else known.pixels[list(rows)]
+        listed = seen_images(collection, plan.settings, hashes)
+        model = leakage.ImageSet.of_seen(listed, what, card.training_datasets, pixels,
+                                         range(len(rows)) if pixels is not None else ())
         basis = ""
     elif plan.xrv is not None:
         model, basis = None, (f"torchxrayvision's published weights {plan.xrv!r} list their data sets only, no "

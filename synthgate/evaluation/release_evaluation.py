@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from synthgate.config.release import Release
-from synthgate.config.toml import ConfigError, Table
+from synthgate.config.toml import ConfigError
 from synthgate.data import loading
 from synthgate.data.collection import UNLABELLED, Collection
+from synthgate.evaluation.evaluating_model import EvaluatingModel
 from synthgate.evaluation.integrity import IntegrityReport, Offence, scan_release
-from synthgate.storage import cached_result, result_key, sha256_bytes, sha256_file
+from synthgate.storage import cached_result, result_key
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,7 @@ class GateOptions:
     utility_overrides: dict = field(default_factory=dict)  # UtilitySpec fields set on the command line
 
 
-
-class ReleaseEvaluation:
+class ReleaseEvaluation(EvaluatingModel):
     def __init__(self, release: Release, options: GateOptions):
         self.release = release
         self.options = options
@@ -64,14 +64,6 @@ class ReleaseEvaluation:
     def _split_identities(self) -> tuple[str, ...]:
         return tuple(collection.identity for collection in self.splits.values())
 
-    @cached_property
-    def model_identity(self) -> str:
-        """The evaluating model as results depend on it: its card, its plan, and its checkpoint's bytes if it has one."""
-        plan = self.model_plan
-        checkpoint = getattr(plan, "checkpoint", None)
-        parts = [self.model_card.to_json(), repr(plan), sha256_file(checkpoint) if checkpoint is not None else "-"]
-        return sha256_bytes("\0".join(parts).encode("utf-8"))
-
     # ------------------------------------------------------------------ what is on disk
 
     @cached_property
@@ -92,13 +84,13 @@ class ReleaseEvaluation:
     def synthetic(self) -> Collection:
         """The release's images as a collection (only meaningful once integrity passed)."""
         rows = [row for row in self.release.manifest.rows if row.path in self.integrity.facts]
-        classes = self.release.class_names
+        classes, labelled = self.release.class_names, self.release.labelled
         return Collection(
             name=f"release {self.release.name}",
             datasets=(f"synthetic:{self.release.name}",),
             paths=tuple(self.release.root / row.path for row in rows),
             digests=tuple(self.integrity.file_digests[row.path] for row in rows),
-            labels=np.array([[int(row.labels[c]) if self.release.labelled else UNLABELLED for c in classes]
+            labels=np.array([[int(row.labels[c]) if labelled else UNLABELLED for c in classes]
                              for row in rows], dtype=np.int64).reshape(len(rows), len(classes)),
             classes=classes,
             groups=tuple(f"image:{row.path}" for row in rows),
@@ -123,56 +115,6 @@ class ReleaseEvaluation:
         ref = self.release.source_images
         return None if ref is None else loading.load(ref, "generator source", self.release.class_names)
 
-    # ------------------------------------------------------------------ the evaluating model
-
-    def _model_plan(self):
-        """Parse ``[model]`` now, so that a bad model config is reported before any test runs."""
-        from synthgate.models.loading import ModelSpec, ModelSpecError
-        from synthgate.models.training import ReferenceModelSpec
-
-        table = self.release.model
-        if not table:
-            return None
-        if "train" in table:
-            plan = ReferenceModelSpec.from_table(Table(table, self.release.config_file, "model"))
-            if plan.data == "source" and self.release.source_images is None:
-                raise ConfigError(self.release.config_file, "model.train", "'source' needs [release] source_images")
-            return plan
-        try:
-            spec = ModelSpec.from_config(table, self.release.root)
-        except ModelSpecError as error:
-            raise ConfigError(self.release.config_file, "model", str(error)) from None
-        if spec.checkpoint is not None:
-            from synthgate.models.card import card_path
-
-            for needed, what in ((spec.checkpoint, "checkpoint"), (card_path(spec.checkpoint), "its model card")):
-                if not needed.is_file():
-                    raise ConfigError(self.release.config_file, "model.checkpoint", f"{needed}: {what} does not exist")
-        return spec
-
-    def _training_collection(self) -> Collection:
-        return self.reference_train if self.model_plan.data == "reference" else self.source_images
-
-    @property
-    def model_outputs(self) -> tuple[str, ...]:
-        return tuple(c.model_output for c in self.release.classes)
-
-    @cached_property
-    def model_card(self):
-        """The evaluating model's card, read without loading (or training) the model."""
-        from synthgate.models.card import ModelCard, card_path
-        from synthgate.models.training import ReferenceModelSpec, planned_card
-        from synthgate.models.weights import xrv_card
-
-        plan = self.model_plan
-        if plan is None:
-            raise ConfigError(self.release.config_file, "model", "no [model]: name the evaluating model")
-        if isinstance(plan, ReferenceModelSpec):
-            return planned_card(self._training_collection(), self.model_outputs, plan.settings)
-        if plan.xrv is not None:
-            return xrv_card(plan.xrv, f"xrv:{plan.xrv}")
-        return ModelCard.load(card_path(plan.checkpoint))
-
     @cached_property
     def leakage(self) -> dict[str, list[Offence]]:
         """Each leakage criterion's findings by registry name (see :mod:`synthgate.evaluation.leakage_findings`)."""
@@ -189,90 +131,26 @@ class ReleaseEvaluation:
                             f"max_shift={self.release.privacy.max_shift}", self.synthetic.identity,
                             *self._identities(*names))
 
-    @cached_property
-    def device(self):
-        from synthgate.models.embedding import pick_device
-
-        return pick_device(self.options.device)
-
-    @cached_property
-    def model(self):
-        """The evaluating model, loaded (or trained on first use) only after leakage was checked."""
-        from synthgate.models.loading import load_checkpoint, load_xrv_weights
-        from synthgate.models.training import ReferenceModelSpec, trained_model
-
-        plan = self.model_plan
-        if isinstance(plan, ReferenceModelSpec):
-            collection = self._training_collection()
-            return trained_model(collection, self.model_outputs, plan.settings, self.options.cache_dir, self.device)
-        if plan.xrv is not None:
-            return load_xrv_weights(plan.xrv, self.options.weights_dir or plan.weights_dir)
-        return load_checkpoint(plan.checkpoint)
-
-    @cached_property
-    def extractor(self):
-        from synthgate.models.embedding import Extractor, default_precision
-
-        return Extractor(
-            model=self.model.module,
-            model_id=self.model.model_id,
-            size=self.model.card.input_size,
-            cache_root=self.options.cache_dir,
-            device=self.device,
-            precision=default_precision(self.device),
-        )
-
-    def embeddings(self, collection: Collection):
-        """Features and scores of a collection under the evaluating model (cached by image hash)."""
-        return self.extractor(collection.paths, collection.digests)
-
     # ------------------------------------------------------------------ experiments
 
     @cached_property
     def utility_spec(self):
         return dataclasses.replace(self.release.utility, **self.options.utility_overrides)
 
-    def check_class_mapping(self) -> None:
-        """Refuse (ConfigError) a class mapped to an output the chosen xrv weights were not trained for.
+    @cached_property
+    def reference_roles(self):
+        """Which reference-train images are the real learner's pool and which the threshold validation."""
+        from synthgate.evaluation.experiments import reference_roles
 
-        Runs when the evaluation opens, from the weights table alone (no file is read): an
-        untrained output would score the class with noise.
-        """
-        from synthgate.models.weights import untrained_output_problem
-
-        xrv = getattr(self.model_plan, "xrv", None)
-        if xrv is None:
-            return
-        for c in self.release.classes:
-            problem = untrained_output_problem(xrv, c.model_output)
-            if problem:
-                raise ConfigError(self.release.config_file, f"classes.{c.name}.model_output",
-                                  f"class {c.name!r} is mapped to {problem}")
-
-    def class_outputs(self) -> dict[str, int]:
-        """Release class -> index of the model output it maps to (a trained one)."""
-        self.check_class_mapping()
-        outputs = list(self.model.outputs)
-        missing = [c for c in self.release.classes if not c.model_output or c.model_output not in outputs]
-        if missing:
-            trained = ", ".join(o for o in outputs if o)
-            raise ConfigError(
-                self.release.config_file,
-                f"classes.{missing[0].name}.model_output",
-                f"class {missing[0].name!r}: {missing[0].model_output!r} is not a trained output of the model "
-                f"{self.model.model_id} (trained outputs: {trained})",
-            )
-        return {c.name: outputs.index(c.model_output) for c in self.release.classes}
+        return reference_roles(self.reference_train, self.model_card, self.source_images)
 
     @cached_property
     def splits(self) -> dict[str, Collection]:
-        """The collections every experiment uses: validation pool, validation, real test, synthetic."""
-        from synthgate.evaluation.experiments import validation_split
-
-        pool, validation = validation_split(self.reference_train, self.model_card, self.source_images)
+        """The collections every experiment uses: the real learner's pool, validation, real test, synthetic."""
+        roles = self.reference_roles
         return {
-            "pool": self.reference_train.subset(pool, "reference train (pool)"),
-            "validation": self.reference_train.subset(validation, "reference validation"),
+            "pool": self.reference_train.subset(roles.pool, "reference train (pool)"),
+            "validation": self.reference_train.subset(roles.validation, "reference validation"),
             "test": self.reference_test,
             "synthetic": self.synthetic,
         }

@@ -133,14 +133,14 @@ _ENTRIES = (
     _per_class("synthetic_minus_real_auroc", "fidelity", "pretrained AUROC on synthetic minus on real test images",
                m.synthetic_minus_real, DIFFERENCE),
     _per_class("train_on_synthetic_auroc", "utility", "real-test AUROC of a model trained on synthetic images only "
-               "(as many as the full real training set)", m.train_on_synthetic),
+               "(as many as the full real training set, or the most the release has at a grid size)", m.train_on_synthetic),
     _per_class("synthetic_minus_real_at_equal_size", "utility", "real-test AUROC of a model trained on n synthetic "
-               "images minus one trained on n real images (worst n of the grid)", m.versus_real("S", full_size_only=False),
+               "images minus one trained on n real images (worst n of the grid)", m.versus_real("S", largest_only=False),
                DIFFERENCE),
     _per_class("mix_minus_real_auroc", "utility", "real-test AUROC of real+synthetic minus real only "
-               "(worst ratio, full size)", m.versus_real("R+S"), DIFFERENCE),
+               "(worst ratio, full size or the largest the release fills)", m.versus_real("R+S"), DIFFERENCE),
     _per_class("pretrain_minus_real_auroc", "utility", "real-test AUROC of synthetic pre-training + real fine-tuning "
-               "minus real only (full size)", m.versus_real("S->R"), DIFFERENCE),
+               "minus real only (full size or the largest the release fills)", m.versus_real("S->R"), DIFFERENCE),
     _limit("frechet_distance_near_real_baseline", "distribution", "Frechet distance to the real images, as a multiple "
            "of the real-vs-real distance", m.frechet_ratio, (1.0, 100.0), "1.0 by construction (real half vs real half)"),
     _limit("not_detectable_as_synthetic", "distribution", "AUROC of a classifier telling synthetic from real images "

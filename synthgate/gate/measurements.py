@@ -129,46 +129,61 @@ def _pretrained(evaluation, class_name: str):
 # --------------------------------------------------------------------------- utility
 
 
-def _cells(evaluation, class_name: str, framework: str, full_size_only: bool):
-    """The grid cells a utility criterion judges, or a Measurement saying why they cannot be judged."""
+def _cells(evaluation, class_name: str, framework: str, largest_only: bool):
+    """(cells judged, cells the release could not fill), or a Measurement saying why none can be judged.
+
+    The grid adapts to the release: a cell that needs more synthetic images than the
+    release holds is left out of the judgement and named in the note; only when no
+    cell of the framework can be filled is there nothing to judge (which fails).
+    ``largest_only``: judge the largest real-data size the release fills (for R+S,
+    every ratio filled at that size).
+    """
     if class_name not in evaluation.release.class_names:
         return Measurement.missing(f"the release has no class {class_name!r}, which the policy requires")
     cells = [c for c in evaluation.utility if c.framework == framework]
-    if full_size_only:
-        cells = [c for c in cells if c.size == max(c.size for c in evaluation.utility)]
     if not cells:
         return Measurement.missing(f"the retraining grid has no {framework} cell")
-    for cell in cells:  # every cell the policy requires must run: none may be dropped
-        if cell.unavailable:
-            return Measurement.missing(f"{cell.label}: {cell.unavailable}")
+    unfilled = [c for c in cells if c.unavailable]
+    judged = [c for c in cells if not c.unavailable]
+    if not judged:
+        return Measurement.missing("; ".join(f"{c.label}: {c.unavailable}" for c in unfilled))
+    if largest_only:
+        judged = [c for c in judged if c.size == max(c.size for c in judged)]
+    for cell in judged:  # every cell judged must have run on something meaningful: none may be dropped
         if framework != "R" and cell.n_synthetic < 1:
             return Measurement.missing(f"{cell.label}: holds no synthetic image")
         if class_name in cell.problems:
             return Measurement.missing(f"{cell.label}: {cell.problems[class_name]}")
-    return cells
+    return judged, unfilled
 
 
-def _worst(cells, value_of, baseline_text: str) -> Measurement:
+def _worst(judged_and_unfilled, value_of, baseline_text: str) -> Measurement:
+    cells, unfilled = judged_and_unfilled
     worst_cell = min(cells, key=lambda c: value_of(c).value)
     rows = [{"cell": c.label, "value": f"{value_of(c)}"} for c in cells]
-    return Measurement.of(value_of(worst_cell), rows=rows, baseline_text=baseline_text, note=f"worst cell: {worst_cell.label}")
+    rows += [{"cell": c.label, "value": f"not judged: {c.unavailable}"} for c in unfilled]
+    note = f"worst cell: {worst_cell.label}"
+    if unfilled:
+        note += f"; {len(unfilled)} cell(s) of the grid not judged: the release is too small to fill them"
+    return Measurement.of(value_of(worst_cell), rows=rows, baseline_text=baseline_text, note=note)
 
 
 def train_on_synthetic(evaluation, class_name: str) -> Measurement:
-    cells = _cells(evaluation, class_name, "S", full_size_only=True)
+    cells = _cells(evaluation, class_name, "S", largest_only=True)
     if isinstance(cells, Measurement):
         return cells
+    size = cells[0][0].size
     real = {c.size: c for c in evaluation.utility if c.framework == "R" and not c.unavailable}
-    full = real.get(max(real)) if real else None
-    text = f"R at full size: {full.auroc_ci[class_name]}" if full and class_name in full.auroc_ci else ""
+    same = real.get(size)
+    text = f"R at the same size: {same.auroc_ci[class_name]}" if same and class_name in same.auroc_ci else ""
     return _worst(cells, lambda c: c.auroc_ci[class_name], text)
 
 
-def versus_real(framework: str, full_size_only: bool = True):
+def versus_real(framework: str, largest_only: bool = True):
     """The worst paired difference from R trained on the same number of real images (same size of the grid)."""
 
     def measure(evaluation, class_name: str) -> Measurement:
-        cells = _cells(evaluation, class_name, framework, full_size_only)
+        cells = _cells(evaluation, class_name, framework, largest_only)
         if isinstance(cells, Measurement):
             return cells
         return _worst(cells, lambda c: c.versus_real[class_name], "0 when adding synthetic data changes nothing")

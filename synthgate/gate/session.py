@@ -64,7 +64,8 @@ class GateSession:
                                        f"({self.policy.file.name}) does not accept it missing")
         try:
             if requirement.spec.family in MODEL_FAMILIES:
-                self.evaluation.model  # noqa: B018 - load (or train) once, so a bad model is one clear message
+                # the model's id (its weights' hash; loads or trains it when there is no file yet): a bad model is one clear message
+                self.evaluation.model_id  # noqa: B018
             measured = requirement.spec.measure(self.evaluation, requirement.class_name)
         except (ModelLoadError, ConfigError) as error:
             return Measurement.missing(f"the evaluating model could not be used: {error}")

@@ -11,6 +11,7 @@ import os
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,9 +142,13 @@ class FeatureCache:
 
 @dataclass
 class Extractor:
-    """Features and scores for any image set under one model, computed once per image."""
+    """Features and scores for any image set under one model, computed once per image.
 
-    model: torch.nn.Module
+    ``load_model`` is called on the first image the cache lacks, so that a run whose
+    images were all seen before never loads (or trains) the model.
+    """
+
+    load_model: Callable[[], torch.nn.Module]
     model_id: str
     size: int
     cache_root: Path
@@ -161,7 +166,7 @@ class Extractor:
         todo = cache.missing(digests)
         if todo:
             first_path = {d: p for p, d in zip(paths, digests)}
-            computed = run_model(self.model, [first_path[d] for d in todo], self.size, self.device, self.precision)
+            computed = run_model(self.load_model(), [first_path[d] for d in todo], self.size, self.device, self.precision)
             cache.add(todo, computed)
             self.forward_passes += len(todo)
         return cache.get(digests)

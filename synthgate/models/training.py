@@ -80,6 +80,22 @@ def patient_split(collection: Collection, fraction: float, seed: int) -> tuple[n
     return train, val
 
 
+# Share of the reference train's patients the reference model never sees: the retraining
+# grid's real learner (R) draws from them, so that R, like S, learns from images new to
+# the backbone whose features the probe uses (no home advantage for real data).
+PROBE_POOL_FRACTION = 0.4
+
+
+def backbone_split(collection: Collection, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(backbone, probe pool) indices of a reference train, patient-wise: the model trains on the first only."""
+    return patient_split(collection, PROBE_POOL_FRACTION, seed)
+
+
+def backbone_collection(reference_train: Collection, seed: int) -> Collection:
+    """The part of a reference train the reference model learns from (``backbone_split``)."""
+    return reference_train.subset(backbone_split(reference_train, seed)[0], f"{reference_train.name} (backbone part)")
+
+
 def held_out_split(collection: Collection, settings: TrainSettings) -> tuple[np.ndarray, np.ndarray]:
     """The (train, validation) indices ``train_densenet`` uses for ``collection`` under ``settings``.
 
@@ -250,6 +266,18 @@ def seen_images(collection: Collection, settings: TrainSettings,
     )
 
 
+def reference_checkpoint(collection: Collection, outputs: tuple[str, ...], settings: TrainSettings,
+                         cache_dir: Path) -> Path:
+    """Where ``trained_model`` keeps the model of (images, outputs, settings, training code), trained or not yet."""
+    key = hashlib.sha256(
+        json.dumps(
+            [collection.fingerprint, list(outputs), list(collection.classes), settings.as_dict(),
+             hashlib.sha256(Path(__file__).read_bytes()).hexdigest()]
+        ).encode()
+    ).hexdigest()[:16]
+    return Path(cache_dir) / "models" / key / "densenet121.pt"
+
+
 def trained_model(
     collection: Collection,
     outputs: tuple[str, ...],
@@ -262,13 +290,7 @@ def trained_model(
     Beside the checkpoint lie its card and the list of every image it saw (named and
     hashed by the card), written before the card so that a card never names a missing list.
     """
-    key = hashlib.sha256(
-        json.dumps(
-            [collection.fingerprint, list(outputs), list(collection.classes), settings.as_dict(),
-             hashlib.sha256(Path(__file__).read_bytes()).hexdigest()]
-        ).encode()
-    ).hexdigest()[:16]
-    checkpoint = Path(cache_dir) / "models" / key / "densenet121.pt"
+    checkpoint = reference_checkpoint(collection, outputs, settings, cache_dir)
     with exclusive(checkpoint.parent.with_suffix(".lock")):  # parallel runs train it once
         if not checkpoint.exists():
             result = train_densenet(collection, settings, device)

@@ -42,12 +42,14 @@ def gather(gate) -> dict:
         "samples": _samples(evaluation, places),
         "path_names": places.replacements(),  # for scrubbing messages; never written
     }
-    if computed("model"):
-        data["model_card"] = dataclasses.asdict(evaluation.model.card)
+    if computed("model") or computed("model_id"):  # the card saved with the weights the checks used
+        data["model_card"] = dataclasses.asdict(evaluation.saved_card)
     elif computed("model_card"):
         data["model_card"] = dataclasses.asdict(evaluation.model_card)
     if data.get("model_card"):
         data["resolution"]["model_input"] = data["model_card"]["input_size"]
+    if computed("reference_roles") and data.get("model_card"):
+        data["model_card"]["reference_roles"] = evaluation.reference_roles.backbone
     if computed("pretrained"):
         data["pretrained"] = _pretrained_rows(evaluation)
     if computed("utility"):

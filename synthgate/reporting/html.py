@@ -87,6 +87,7 @@ def _card_view(card: dict | None) -> list[tuple[str, str]]:
         ("seed", str(card.get("seed"))),
         ("built with", ", ".join(f"{k} {v}" for k, v in card.get("library_versions", {}).items())),
         ("source", card.get("source", "")),
+        ("reference train's images", card.get("reference_roles") or "not used in this run"),
     ]
 
 

@@ -131,7 +131,7 @@ def test_compare_of_releases_with_different_models_is_one_config_error():
     from synthgate.evaluation.comparison import compare_sources
 
     def evaluation(name, model_id):
-        return SimpleNamespace(model=SimpleNamespace(model_id=model_id),
+        return SimpleNamespace(model_id=model_id,
                                release=SimpleNamespace(name=name, config_file=Path(name) / "release.toml"))
 
     with pytest.raises(ConfigError, match="evaluated by different models") as error:

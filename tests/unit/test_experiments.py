@@ -15,7 +15,7 @@ from synthgate.evaluation.experiments import (
     ProbeGrid,
     fit_linear_head,
     pretrained_evaluation,
-    validation_split,
+    reference_roles,
 )
 from synthgate.measures.metrics import bootstrap_metrics
 
@@ -191,19 +191,36 @@ def _train_collection(n_patients, images_per_patient=3, name="train", offset=0):
                       classes=("finding",), groups=groups)
 
 
-def test_threshold_split_is_the_models_own_validation_split():
+def test_real_learner_never_trains_on_what_the_reference_model_saw():
+    """No home advantage: R's pool is the probe pool, patients the backbone never saw; validation is its own."""
+    from synthgate.models.training import TrainSettings, backbone_collection, backbone_split, held_out_split, planned_card
+
+    train = _train_collection(40)
+    backbone = backbone_collection(train, seed=3)
+    roles = reference_roles(train, planned_card(backbone, ("finding",), TrainSettings(seed=3)))
+    backbone_rows, probe_rows = backbone_split(train, 3)
+    model_train, model_validation = held_out_split(backbone, TrainSettings(seed=3))
+    seen = {backbone.groups[i] for i in model_train}
+    assert list(roles.pool) == sorted(probe_rows) and not seen & {train.groups[i] for i in roles.pool}
+    assert {train.digests[i] for i in roles.validation} == {backbone.digests[i] for i in model_validation}
+    assert not seen & {train.groups[i] for i in roles.validation}
+    assert len(roles.pool) + len(roles.validation) + len(model_train) == len(train)
+    assert "never saw" in roles.backbone
+    order = np.random.default_rng(0).permutation(len(train))  # rows in another order: the same patients in each role
+    shuffled = train.subset(order)
+    again = reference_roles(shuffled, planned_card(backbone_collection(shuffled, 3), ("finding",), TrainSettings(seed=3)))
+    assert {shuffled.digests[i] for i in again.pool} == {train.digests[i] for i in roles.pool}
+
+
+def test_a_model_trained_on_the_whole_reference_train_is_reported_as_a_home_advantage():
     from synthgate.models.training import TrainSettings, held_out_split, planned_card
 
     train = _train_collection(40)
-    card = planned_card(train, ("finding",), TrainSettings(seed=3))
-    pool, validation = validation_split(train, card)
+    roles = reference_roles(train, planned_card(train, ("finding",), TrainSettings(seed=3)))
     model_train, model_validation = held_out_split(train, TrainSettings(seed=3))
-    assert list(validation) == list(model_validation) and list(pool) == list(model_train)
-    assert set(validation) != set(validation_split(train)[1])  # not the seed-0 split the default gives
-    order = np.random.default_rng(0).permutation(len(train))  # rows in another order: the same patients held out
-    shuffled = train.subset(order)
-    held = {shuffled.digests[i] for i in validation_split(shuffled, planned_card(shuffled, ("finding",), TrainSettings(seed=3)))[1]}
-    assert held == {train.digests[i] for i in validation}
+    assert list(roles.validation) == list(model_validation) and list(roles.pool) == list(model_train)
+    assert "home advantage" in roles.backbone
+    assert set(roles.validation) != set(reference_roles(train).validation)  # not the seed-0 split the default gives
 
 
 def test_threshold_split_excludes_what_a_model_trained_on_source_images_saw():
@@ -212,7 +229,8 @@ def test_threshold_split_excludes_what_a_model_trained_on_source_images_saw():
     train = _train_collection(40)
     source = _train_collection(30, name="train", offset=45)  # patients p15..p44: half are also in the reference train
     card = planned_card(source, ("finding",), TrainSettings(seed=1))
-    pool, validation = validation_split(train, card, source)
+    roles = reference_roles(train, card, source)
+    pool, validation = roles.pool, roles.validation
     seen = {source.groups[i] for i in held_out_split(source, TrainSettings(seed=1))[0]}
     assert not seen & {train.groups[i] for i in validation}
     assert sorted(np.concatenate([pool, validation])) == list(range(len(train)))
@@ -220,14 +238,18 @@ def test_threshold_split_excludes_what_a_model_trained_on_source_images_saw():
     assert len(validation) < len(default_validation)  # some validation patients were seen, and moved to the pool
 
 
-def _equal_size(cells) -> float:
-    """The synthetic_minus_real_at_equal_size criterion's number, read as the gate reads it."""
+def _measured(criterion: str, cells):
     from types import SimpleNamespace
 
     from synthgate.gate.criteria import REGISTRY
 
     evaluation = SimpleNamespace(utility=cells, release=SimpleNamespace(class_names=("finding",)))
-    measured = REGISTRY["synthetic_minus_real_at_equal_size"].measure(evaluation, "finding")
+    return REGISTRY[criterion].measure(evaluation, "finding")
+
+
+def _equal_size(cells) -> float:
+    """The synthetic_minus_real_at_equal_size criterion's number, read as the gate reads it."""
+    measured = _measured("synthetic_minus_real_at_equal_size", cells)
     assert not measured.problem, measured.problem
     return measured.value
 
@@ -244,3 +266,26 @@ def test_synthetic_data_is_compared_with_as_much_real_data_at_every_size():
     shuffled = make_features(400, rng)
     shuffled.y = rng.permutation(shuffled.y)
     assert _equal_size(grid(shuffled)) < -0.2  # shuffled labels: far worse than the same number of real images
+
+
+def test_a_small_release_is_judged_at_the_sizes_it_fills_and_says_which_it_does_not():
+    """150 synthetic images against a pool of 200: S and S->R at half size, R+S 1:1 at half size; the rest named."""
+    cells = grid(make_features(150, np.random.default_rng(1)))
+    pretrain = next(c for c in cells if c.framework == "S->R")
+    assert (pretrain.size, pretrain.n_real, pretrain.n_synthetic, pretrain.unavailable) == (0.5, 100, 100, "")
+    equal = _measured("synthetic_minus_real_at_equal_size", cells)
+    assert not equal.problem and equal.value > -0.05  # faithful data, judged where it can be
+    assert "S @ 100% real" in equal.note or "1 cell(s)" in equal.note
+    assert any(row["value"].startswith("not judged: needs 200 synthetic images") for row in equal.rows)
+    mix = _measured("mix_minus_real_auroc", cells)
+    assert not mix.problem and [row["cell"] for row in mix.rows if not row["value"].startswith("not judged")] == ["R+S 100% @ 50% real"]
+    for name in ("train_on_synthetic_auroc", "pretrain_minus_real_auroc"):
+        assert not _measured(name, cells).problem
+
+
+def test_a_release_too_small_for_any_cell_cannot_be_judged():
+    cells = grid(make_features(60, np.random.default_rng(1)))  # the smallest cell needs 100 synthetic images: none runs
+    for name in ("synthetic_minus_real_at_equal_size", "mix_minus_real_auroc", "train_on_synthetic_auroc",
+                 "pretrain_minus_real_auroc"):
+        measured = _measured(name, cells)
+        assert measured.value is None and "synthetic images, the release has 60" in measured.problem
