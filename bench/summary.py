@@ -108,6 +108,19 @@ def memorisation(record: dict) -> list[str]:
                    "|---|---|---|---|---|---|", *targets]
 
 
+def scale(record: dict) -> list[str]:
+    stages = ("integrity", "leakage", "model", "features", "pretrained", "prevalence", "utility", "distribution", "privacy")
+    rows = ["| release images (source, reference) | px | " + " | ".join(stages) + " | total s | peak MiB |",
+            "|---|---|" + "---|" * len(stages) + "---|---|"]
+    for entry in record["results"].values():
+        counts = entry["images"]
+        what = f"{counts['release']} ({counts['source']}, {counts['reference/train'] + counts['reference/test']})"
+        for px, run in entry["resolutions"].items():
+            times = " | ".join(f"{run['stages'][s]['wall_s']:.1f}" for s in stages)
+            rows.append(f"| {what} | {px} | {times} | {run['total_s']:.0f} | {run['peak_mib']:.0f} |")
+    return rows
+
+
 def main() -> None:
     files = [Path(a) for a in sys.argv[1:]] or sorted(RESULTS.glob("*.json"))
     for path in files:

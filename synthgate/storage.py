@@ -160,6 +160,24 @@ def cached_result(cache_dir: Path, kind: str, key: str, compute: Callable[[], T]
     return value
 
 
+@contextlib.contextmanager
+def cached_table(cache_dir: Path, kind: str, key: str):
+    """A dict kept on disk between runs under ``key``: yielded to fill, written back (atomically) if it grew.
+
+    For results computed piece by piece (one entry per file content hash), so that a
+    changed file recomputes only its own entry. Same trust and damage rules as
+    :func:`cached_result`.
+    """
+    path = Path(cache_dir) / "results" / kind / f"{key}.pkl"
+    found = _read_result(path)
+    table = found if isinstance(found, dict) else {}
+    size = len(table)
+    yield table
+    if len(table) != size:
+        with exclusive(path.with_suffix(".lock")):
+            atomic_write(path, pickle.dumps(table, protocol=pickle.HIGHEST_PROTOCOL))
+
+
 _MISSING = object()
 
 

@@ -212,7 +212,7 @@ def _build_into(root: Path, study: Study, collection: Collection) -> None:
     held_back, counts = parts["held_back"], {}
     for index, (name, entry) in enumerate(study.releases.items()):
         rng = np.random.default_rng([study.seed, 100 + index])
-        order = rng.permutation(held_back)
+        order = rng.permutation(held_back)[: entry["images"]]  # all of them unless the release is a smaller delivery
         items = [Item(f"images/{k:05d}.png", pixels[i].copy(), real_item(i).labels, f"sample-{k}", k)
                  for k, i in enumerate(order)]
         if entry["defect"]:

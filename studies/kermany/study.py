@@ -67,7 +67,7 @@ class Study:
     source_dataset: str
     reference_dataset: str
     template: dict  # what every release.toml holds besides the builder's keys
-    releases: dict[str, dict]  # name -> {"description", "defect" (or None), "expect", "labelled"}
+    releases: dict[str, dict]  # name -> {"description", "defect" (or None), "expect", "labelled", "images" (or None)}
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -145,8 +145,11 @@ def load_study(file: Path | None = None, size: int | None = None, patients: floa
                 expect = _expect(own)
             _expect(own)
             own.finish()
+        images = entry.get("images", int, None)  # a smaller delivery: at most this many of the held-back images
+        if images is not None and images < 1:
+            raise entry.error("images", f"must be at least 1, got {images}")
         releases[release_name] = {"description": entry.get("description", str), "defect": defect, "expect": expect,
-                                  "labelled": entry.get("labelled", bool, True)}
+                                  "labelled": entry.get("labelled", bool, True), "images": images}
         entry.finish()
     table.finish()
     top.finish()

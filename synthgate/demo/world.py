@@ -19,6 +19,7 @@ import numpy as np
 from synthgate.config.toml import ConfigError, Table, read_toml
 from synthgate.demo.cohort import cohort_items, split_by_patient, write_collection
 from synthgate.demo.defects import FILE_DEFECTS, ITEM_DEFECTS
+from synthgate.progress import step
 from synthgate.storage import build_once
 
 DEMO_DIR = Path(__file__).resolve().parent
@@ -115,7 +116,12 @@ def _build_release(world: Path, name: str, recipe: dict, size: int, rng_seed: in
 def build_world(cache_dir: Path) -> Path:
     """Build (once) the demo world and every recipe's release; return the world folder."""
     fingerprint = _fingerprint()
-    return build_once(Path(cache_dir) / "demo" / fingerprint, _build_into, fingerprint)
+
+    def build(world: Path) -> None:
+        with step(f"building the demo world (phantom data and {len(recipe_files())} releases) into {cache_dir}"):
+            _build_into(world)
+
+    return build_once(Path(cache_dir) / "demo" / fingerprint, build, fingerprint)
 
 
 def _build_into(world: Path) -> None:

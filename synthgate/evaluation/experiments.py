@@ -287,7 +287,7 @@ class NetworkGrid(Grid):
 
     def _train(self, collection: Collection, seed: int, init) -> torch.nn.Module:
         settings = TrainSettings(size=self.size, seed=seed, epochs=self.spec.epochs)
-        return train_densenet(collection, settings, self.device, init=init, progress=False).model
+        return train_densenet(collection, settings, self.device, init=init).model
 
     def fit_predict(self, framework, real, synthetic, seed):
         real_part = self.splits["pool"].subset(real)

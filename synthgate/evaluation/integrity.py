@@ -59,6 +59,7 @@ from synthgate.data.file_checks import (
     scan_bytes,
 )
 from synthgate.data.imaging import ImageDecodeError, ImageFacts, ImageTooLarge, inspect, open_image
+from synthgate.progress import step
 from synthgate.storage import sha256_bytes
 
 CHECKS = (
@@ -117,8 +118,13 @@ def pixel_limit(spec: ImageSpec) -> int:
     return spec.width * spec.height * PIXEL_LIMIT_FACTOR
 
 
-def examine(root: Path, relative: str, protected: set[Path], spec: ImageSpec, decode: bool) -> FileResult:
-    """Hash one release file and, when ``decode``, inspect it; only a regular file is ever opened."""
+def examine(root: Path, relative: str, protected: set[Path], spec: ImageSpec, decode: bool,
+            decoded: dict | None = None) -> FileResult:
+    """Hash one release file and, when ``decode``, inspect it; only a regular file is ever opened.
+
+    ``decoded`` maps a file's sha256 to what inspecting its bytes found (under one image
+    spec): a file whose content was inspected before is not decoded again.
+    """
     try:
         located = locate(root, relative, protected)
     except OSError as error:  # the folder changed under the scan
@@ -141,7 +147,14 @@ def examine(root: Path, relative: str, protected: set[Path], spec: ImageSpec, de
         result.findings.append(("size", f"over {max_bytes} bytes, far more than an image of the declared "
                                         f"{spec.width}x{spec.height} needs: not decoded"))
         return result
-    result.findings, result.facts = _decode(data, spec, max_pixels)
+    if decoded is None or digest not in decoded:
+        found = _decode(data, spec, max_pixels)
+        if decoded is None:
+            result.findings, result.facts = found
+            return result
+        decoded[digest] = found
+    findings, result.facts = decoded[digest]
+    result.findings = list(findings)
     return result
 
 
@@ -176,8 +189,12 @@ def _decode(data: bytes, spec: ImageSpec, max_pixels: int) -> tuple[list[tuple[s
     return findings, facts
 
 
-def scan_release(release: Release, workers: int | None = None) -> IntegrityReport:
-    """Hash and inspect every file of ``release`` and collect the findings of every check."""
+def scan_release(release: Release, workers: int | None = None, decoded: dict | None = None) -> IntegrityReport:
+    """Hash and inspect every file of ``release`` and collect the findings of every check.
+
+    Every file is hashed and located on every scan; ``decoded`` (see :func:`examine`)
+    spares decoding the ones whose content was inspected before.
+    """
     problems: dict[str, list[Offence]] = {check: [] for check in CHECKS}
     root = release.root
     listed, refused = _manifest_paths(release, problems)
@@ -192,10 +209,14 @@ def scan_release(release: Release, workers: int | None = None) -> IntegrityRepor
     names = sorted(on_disk)
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)  # Pillow's warning is a refusal too
-        with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
-            results = dict(
-                zip(names, pool.map(lambda r: examine(root, r, protected, release.images, decode=r in listed), names))
-            )
+        def examined(relative: str):
+            result = examine(root, relative, protected, release.images, decode=relative in listed, decoded=decoded)
+            progress.advance()
+            return result
+
+        with step(f"checking {len(names):,} files of release {release.name}", total=len(names), unit="file") as progress, \
+                ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+            results = dict(zip(names, pool.map(examined, names)))
     digests = {relative: result.digest for relative, result in results.items()}
 
     facts: dict[str, ImageFacts] = {}

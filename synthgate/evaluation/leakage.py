@@ -30,6 +30,7 @@ from synthgate.data.collection import Collection
 from synthgate.evaluation.integrity import Offence
 from synthgate.models.card import ModelCard, SeenImage, pixel_sha256
 from synthgate.models.datasets import is_known, leakage_overlap, underlying_datasets
+from synthgate.progress import step
 from synthgate.storage import atomic_write, sha256_file
 
 # The privacy checks' default limit: real images of two different patients stay below it
@@ -150,9 +151,11 @@ def pixel_hashes(collection: Collection, cache_dir: Path | None = None) -> tuple
             pass  # a damaged cache is recomputed
         missing = {d for d in collection.digests if d not in _PIXEL_MEMO}
     if missing:
-        for digest, path in zip(collection.digests, collection.paths):
-            if digest in missing and digest not in _PIXEL_MEMO:
-                _PIXEL_MEMO[digest] = pixel_sha256(path)
+        with step(f"hashing the decoded pixels of {len(missing):,} images of {collection.name}", total=len(missing)) as progress:
+            for digest, path in zip(collection.digests, collection.paths):
+                if digest in missing and digest not in _PIXEL_MEMO:
+                    _PIXEL_MEMO[digest] = pixel_sha256(path)
+                    progress.advance()
         if cache_file is not None:
             atomic_write(cache_file, json.dumps({d: _PIXEL_MEMO[d] for d in collection.digests}).encode())
     return tuple(_PIXEL_MEMO[d] for d in collection.digests)

@@ -20,7 +20,18 @@ from synthgate.data import loading
 from synthgate.data.collection import UNLABELLED, Collection
 from synthgate.evaluation.evaluating_model import EvaluatingModel
 from synthgate.evaluation.integrity import IntegrityReport, Offence, scan_release
-from synthgate.storage import cached_result, result_key
+from synthgate.progress import step
+from synthgate.storage import cached_result, cached_table, result_key
+
+# What each cached result is, as the progress line of its computation says it.
+STEPS = {
+    "leakage": "leakage checks: comparing files, pixels and patients across data sets",
+    "pretrained": "scoring real and synthetic images with the evaluating model",
+    "prevalence": "predicted prevalence of each class",
+    "utility": "retraining grid: R, S, R+S and S->R at every size, ratio and seed",
+    "distribution": "distribution statistics (Frechet, KID, PRDC, detectability, near-duplicates)",
+    "privacy": "memorisation search: synthetic images against source and reference images",
+}
 
 
 @dataclass(frozen=True)
@@ -54,7 +65,12 @@ class ReleaseEvaluation(EvaluatingModel):
     def _cached(self, kind: str, compute, *depends_on: str):
         """``compute()`` once per content: cached on disk under the hashes of the images, model and settings it uses."""
         key = result_key(kind, repr(self.release.classes), repr(self.release.statistics), *depends_on)
-        return cached_result(self.options.cache_dir, kind, key, compute)
+
+        def compute_with_progress():
+            with step(STEPS[kind], unit="step"):
+                return compute()
+
+        return cached_result(self.options.cache_dir, kind, key, compute_with_progress)
 
     def _identities(self, *names: str) -> tuple[str, ...]:
         """The identities of the named collections (attributes of this evaluation; '-' for one the release lacks)."""
@@ -68,7 +84,10 @@ class ReleaseEvaluation(EvaluatingModel):
 
     @cached_property
     def integrity(self) -> IntegrityReport:
-        return scan_release(self.release)
+        """Every file hashed and located on every run; decoded and inspected only when its content is new."""
+        inspect_settings = result_key("decoded", repr(self.release.images))
+        with cached_table(self.options.cache_dir, "decoded-files", inspect_settings) as decoded:
+            return scan_release(self.release, decoded=decoded)
 
     @property
     def class_counts(self) -> dict[str, int]:
@@ -224,10 +243,11 @@ class ReleaseEvaluation(EvaluatingModel):
         for size in (self.release.distribution.resolution, self.release.privacy.resolution):
             sizes.setdefault(size, np.float16)
         out = {}
-        for name, collection in sets.items():
-            loaded = load_pixel_sizes(collection, sizes)
-            out[name] = loaded[PIXEL_SIZE]
-            out.update({f"{name}@{size}": array for size, array in loaded.items()})
+        with step(f"decoding {sum(map(len, sets.values())):,} images at {', '.join(f'{s} px' for s in sizes)}"):
+            for name, collection in sets.items():
+                loaded = load_pixel_sizes(collection, sizes)
+                out[name] = loaded[PIXEL_SIZE]
+                out.update({f"{name}@{size}": array for size, array in loaded.items()})
         return out
 
     @cached_property

@@ -85,6 +85,7 @@ class Policy:
     integrity: IntegritySpec
     distribution: DistributionSpec
     max_shift: int
+    memorisation_resolution: int
     # [unlabelled.criteria]: what an unlabelled release must pass besides (or instead of) [criteria]; never label-based
     unlabelled_thresholds: dict[tuple[str, str | None], Threshold] = field(default_factory=dict)
 
@@ -128,6 +129,8 @@ def load_policy(path: Path) -> Policy:
         integrity=read_spec(IntegritySpec, settings.table("integrity", {})),
         distribution=read_spec(DistributionSpec, settings.table("distribution", {})),
         max_shift=checked_number(settings, "memorisation_max_shift", int, 4, *RANGES["max_shift"]),
+        memorisation_resolution=checked_number(settings, "memorisation_resolution", int, PrivacySpec.resolution,
+                                               *RANGES["resolution"]),
         unlabelled_thresholds=unlabelled,
     )
     settings.finish()
@@ -270,7 +273,7 @@ def apply(policy: Policy, release: Release, required: list[Requirement], grid_ov
     """
     privacy_limits = [r.bound for r in required if r.criterion in MEMORISATION_CRITERIA]
     privacy = PrivacySpec(pixel_similarity_max=min(privacy_limits, default=PrivacySpec.pixel_similarity_max),
-                          max_shift=policy.max_shift)
+                          max_shift=policy.max_shift, resolution=policy.memorisation_resolution)
     classes = tuple(dataclasses.replace(c, min_count=max(c.min_count, policy.min_positives)) if release.labelled else c
                     for c in release.classes)
     return dataclasses.replace(

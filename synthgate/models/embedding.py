@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from synthgate.data.imaging import load_xrv
+from synthgate.progress import step
 
 FEATURE_DIM = 1024
 # Decoding runs at ~3,600 PNGs/s on one core, far ahead of the network on a CPU, where
@@ -70,8 +71,9 @@ def forward_features(model: torch.nn.Module, batch: torch.Tensor) -> tuple[torch
 
 
 @torch.inference_mode()
-def run_model(model, paths, size: int, device: torch.device, precision: str, batch_size: int = 64) -> Embeddings:
-    """Decode in DataLoader workers and run the network in batches."""
+def run_model(model, paths, size: int, device: torch.device, precision: str, batch_size: int = 64,
+              on_batch: Callable[[int], None] | None = None) -> Embeddings:
+    """Decode in DataLoader workers and run the network in batches (``on_batch(n)`` after each)."""
     workers = min(4, os.cpu_count() or 1) if device.type == "cuda" and len(paths) >= MIN_IMAGES_FOR_WORKERS else 0
     loader = DataLoader(ImageFiles(paths, size), batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
     model = model.to(device).eval()
@@ -86,6 +88,8 @@ def run_model(model, paths, size: int, device: torch.device, precision: str, bat
             pooled, probs = forward_features(model, batch)
         features.append(pooled.float().cpu().numpy())
         scores.append(probs.float().cpu().numpy())
+        if on_batch is not None:
+            on_batch(len(batch))
     outputs = model.classifier.out_features
     return Embeddings(
         features=np.concatenate(features) if features else np.zeros((0, FEATURE_DIM), np.float32),
@@ -166,7 +170,10 @@ class Extractor:
         todo = cache.missing(digests)
         if todo:
             first_path = {d: p for p, d in zip(paths, digests)}
-            computed = run_model(self.load_model(), [first_path[d] for d in todo], self.size, self.device, self.precision)
+            what = f"extracting features of {len(todo):,} images ({self.size} px, {self.device.type})"
+            with step(what, total=len(todo)) as progress:
+                computed = run_model(self.load_model(), [first_path[d] for d in todo], self.size, self.device,
+                                     self.precision, on_batch=progress.advance)
             cache.add(todo, computed)
             self.forward_passes += len(todo)
         return cache.get(digests)

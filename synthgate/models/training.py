@@ -14,7 +14,7 @@ import copy
 import dataclasses
 import hashlib
 import json
-import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupShuffleSplit
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from synthgate.config.toml import Table
 from synthgate.data.collection import Collection
@@ -40,6 +39,7 @@ from synthgate.models.card import (
 )
 from synthgate.models.embedding import ImageFiles, forward_features
 from synthgate.models.loading import LoadedModel, build_densenet, load_checkpoint, save_checkpoint
+from synthgate.progress import step
 from synthgate.storage import exclusive
 
 
@@ -141,9 +141,12 @@ def train_densenet(
     device: torch.device,
     init: torch.nn.Module | None = None,
     outputs: tuple[str, ...] | None = None,
-    progress: bool = True,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> TrainResult:
-    """Train on ``collection`` (all its label columns, or ``outputs``) and keep the best validation epoch."""
+    """Train on ``collection`` (all its label columns, or ``outputs``) and keep the best validation epoch.
+
+    ``on_epoch(1)`` is called after each epoch (progress of a long training).
+    """
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
     outputs = outputs or collection.classes
@@ -158,8 +161,7 @@ def train_densenet(
     targets = torch.from_numpy(labels)
 
     best_state, best_score, best_epoch, history = None, -np.inf, 0, []
-    bar = tqdm(range(settings.epochs), desc="training DenseNet121", unit="epoch", disable=not progress, file=sys.stderr)
-    for epoch in bar:
+    for epoch in range(settings.epochs):
         model.train()
         order = torch.from_numpy(train_index)[torch.randperm(len(train_index), generator=generator)]
         losses = []
@@ -179,7 +181,8 @@ def train_densenet(
         val_auroc = _auroc_per_output(labels[val_index], predict(model, images[val_index], device), outputs)
         score = float(np.nanmean(list(val_auroc.values())))
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_auroc": score})
-        bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_auroc=f"{score:.3f}")
+        if on_epoch is not None:
+            on_epoch(1)
         if score > best_score:
             best_state, best_score, best_epoch = copy.deepcopy(model.state_dict()), score, epoch + 1
             best_val = val_auroc
@@ -293,7 +296,9 @@ def trained_model(
     checkpoint = reference_checkpoint(collection, outputs, settings, cache_dir)
     with exclusive(checkpoint.parent.with_suffix(".lock")):  # parallel runs train it once
         if not checkpoint.exists():
-            result = train_densenet(collection, settings, device)
+            what = f"training the reference DenseNet121 on {collection.name} ({len(collection)} images, {settings.size} px)"
+            with step(what, total=settings.epochs, unit="epoch") as progress:
+                result = train_densenet(collection, settings, device, on_epoch=progress.advance)
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
             seen = save_seen_images(seen_images(collection, settings), seen_images_path(checkpoint))
             card = dataclasses.replace(

@@ -139,7 +139,9 @@ def _resolution(evaluation) -> dict:
 
     release = evaluation.release
     return {"delivered": [release.images.width, release.images.height], "model_input": None, "pixel": PIXEL_SIZE,
-            "duplicate_max_shift": release.distribution.max_shift, "memorisation_max_shift": release.privacy.max_shift}
+            "duplicate_max_shift": release.distribution.max_shift, "memorisation_max_shift": release.privacy.max_shift,
+            "duplicate_resolution": release.distribution.resolution,
+            "memorisation_resolution": release.privacy.resolution}
 
 
 def _comparison(c) -> dict:

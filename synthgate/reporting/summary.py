@@ -25,8 +25,8 @@ CRITERION_FIELDS = ("id", "key", "name", "kind", "family", "class", "description
                     "message")
 # What each check looked at: files as delivered, the model's input, or the pixel comparisons' size.
 MODEL_FEATURES = ("frechet_distance_near_real_baseline", "not_detectable_as_synthetic", "predicted_prevalence_difference")
-PIXEL_SIMILARITY = {"no_mode_collapse": "duplicate_max_shift", "no_memorised_training_images": "memorisation_max_shift",
-                    "no_copies_of_reference_images": "memorisation_max_shift"}
+PIXEL_SIMILARITY = {"no_mode_collapse": "duplicate", "no_memorised_training_images": "memorisation",
+                    "no_copies_of_reference_images": "memorisation"}
 
 
 def class_order(data: dict) -> list[str]:
@@ -42,7 +42,10 @@ def resolution_of(name: str, family: str, resolution: dict) -> str:
     model = resolution.get("model_input")
     model_text = f"{model}×{model} px (model input)" if model else "the model's input size (model not loaded)"
     if name in PIXEL_SIMILARITY:
-        return f"{resolution['pixel']}×{resolution['pixel']} px (pixel similarity, shifts up to {resolution[PIXEL_SIMILARITY[name]]} px)"
+        kind = PIXEL_SIMILARITY[name]
+        exact = resolution.get(f"{kind}_resolution", resolution["pixel"])
+        return (f"{exact}×{exact} px (pixel similarity of the candidates found at 32 px, shifts up to "
+                f"{resolution[f'{kind}_max_shift']} px at 64 px)")
     if name in MODEL_FEATURES or family in ("fidelity", "utility"):
         return model_text
     if name == "model_never_saw_generator_source":

@@ -456,7 +456,7 @@ def test_a_model_trained_here_leaves_its_image_list_beside_its_checkpoint(world,
 
     evaluation = evaluate(world)
     train = evaluation.reference_train
-    monkeypatch.setattr(training, "train_densenet", lambda collection, settings, device: training.TrainResult(
+    monkeypatch.setattr(training, "train_densenet", lambda collection, settings, device, **_: training.TrainResult(
         build_densenet(1).eval(), 1, {"Mass": 0.5}, []))
     loaded = training.trained_model(train, ("Mass",), TrainSettings(), world / "cache", "cpu")
     checkpoint = next((world / "cache" / "models").glob("*/densenet121.pt"))

@@ -127,6 +127,7 @@ def test_how_the_gate_measures_is_not_the_releases_to_set(tmp_path, section):
     (POLICY.replace("min_positives = 3", "min_positives = 0"), "min_positives"),
     (POLICY + "\n[settings.distribution]\nduplicate_similarity = nan\n", "duplicate_similarity"),
     (POLICY + "\n[settings.statistics]\nn_boot = 10\n", "n_boot"),
+    (POLICY + "\n[settings]\nmemorisation_resolution = 16\n", "memorisation_resolution"),
     (POLICY.replace("[policy]", "[policy]\naccept_missing = [\"labels\"]"), "accept_missing"),
 ])
 def test_a_policy_with_a_meaningless_number_is_refused_naming_the_key(tmp_path, text, key):
@@ -165,3 +166,12 @@ def test_missing_inputs_stay_required_unless_the_policy_accepts_them(tmp_path):
     assert "no_memorised_training_images" in _keys(requirements(_policy(tmp_path), release))
     accepting = _policy(tmp_path, POLICY.replace("[policy]", '[policy]\naccept_missing = ["source_images"]'))
     assert "no_memorised_training_images" not in _keys(requirements(accepting, release))
+
+
+def test_the_policy_sets_the_resolution_copies_are_compared_at(tmp_path):
+    from synthgate.gate.policy import apply
+
+    policy = _policy(tmp_path, POLICY + "\n[settings]\nmemorisation_resolution = 256\n")
+    release = _release(tmp_path)
+    assert apply(policy, release, requirements(policy, release), {}).privacy.resolution == 256
+    assert apply(load_policy(DEFAULT_POLICY), release, [], {}).privacy.resolution == 128  # the default: at least 128 px

@@ -91,3 +91,30 @@ def test_a_collection_identity_changes_with_its_labels_paths_and_order():
     assert base.identity != _collection([[0], [1]]).identity  # one label changed
     assert base.identity != _collection([[1], [0]], paths=("b.png", "a.png")).identity
     assert base.identity != base.subset([1, 0]).identity
+
+
+def test_a_rescan_decodes_only_files_whose_content_is_new(tmp_path, monkeypatch):
+    """Integrity: every file is hashed on every run, decoded only when its bytes were never inspected."""
+    from synthgate.config.release import load_release
+    from synthgate.evaluation import integrity
+    from synthgate.evaluation.release_evaluation import GateOptions, ReleaseEvaluation
+    from tests.conftest import write_handmade_release
+
+    decoded = []
+    real_decode = integrity._decode
+    monkeypatch.setattr(integrity, "_decode", lambda data, *rest: decoded.append(data) or real_decode(data, *rest))
+    root = write_handmade_release(tmp_path / "release")
+
+    def scan():
+        decoded.clear()
+        return ReleaseEvaluation(load_release(root), GateOptions(cache_dir=tmp_path / "cache")).integrity
+
+    first = scan()
+    assert len(decoded) == len(first.facts) > 2
+    second = scan()
+    assert decoded == [] and second.problems == first.problems and second.facts == first.facts
+    image = sorted((root / "images").iterdir())[0]
+    image.write_bytes(image.read_bytes()[:-20])  # truncated: new bytes, decoded again, and now a finding
+    third = scan()
+    assert len(decoded) == 1
+    assert [o.file for o in third.problems["decode"]] == [f"images/{image.name}"]
