@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from synthgate import progress
 from synthgate.catalog import ReleaseNotFound, default_search_path, resolve
 from synthgate.checks import CRITERION_ATTRIBUTE
 from synthgate.config.settings import UTILITY_MODES, UtilitySpec, check_grid
@@ -43,6 +44,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(recorder, "synthgate-recorder")
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.register(HtmlReportHooks(config, recorder), "synthgate-html")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A gate run's long steps run inside its tests, where pytest captures stderr: progress goes to its terminal."""
+    plugins = session.config.pluginmanager
+    reporter = plugins.get_plugin("terminalreporter")
+    if reporter is not None and option(session.config, "release"):
+        progress.route_to(progress.PytestTerminal(reporter, plugins.get_plugin("capturemanager")))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    progress.route_to(None)  # an in-process pytest.main() of a gate leaves no route behind
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

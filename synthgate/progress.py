@@ -4,13 +4,15 @@ Each step (hashing and checking files, decoding, feature extraction, training, t
 retraining grid, the near-copy searches) runs inside :func:`step`. On a terminal it
 shows a progress bar; otherwise (CI, output piped to a file or a log) it writes one
 line when the step starts and one when it ends, with the time taken. Steps run only
-on a cache miss, so a warm run stays quiet. The lines go to the process's own
-stderr (``sys.__stderr__``): pytest captures ``sys.stderr`` while a test runs, and
-the gate's work happens inside its tests. ``SYNTHGATE_PROGRESS=0`` silences them.
+on a cache miss, so a warm run stays quiet. Under pytest the gate's work happens
+inside its tests, where pytest captures stderr (the file descriptor too), so the
+plugin routes progress to pytest's own terminal writer (:func:`route_to`); elsewhere
+it goes to the process's stderr. ``SYNTHGATE_PROGRESS=0`` silences it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -33,7 +35,38 @@ class Step:
             self._bar.update(n)
 
 
+_routed = None  # where progress goes instead of the process's stderr (set by the pytest plugin)
+
+
+class PytestTerminal:
+    """pytest's terminal reporter as a stream: it writes past the capture of the running test (as pdb does)."""
+
+    def __init__(self, reporter, capture=None):
+        self.reporter, self.capture = reporter, capture
+
+    def write(self, text: str) -> None:
+        with self.capture.global_and_fixture_disabled() if self.capture is not None else contextlib.nullcontext():
+            writer = getattr(self.reporter, "_tw", None)  # pytest's TerminalWriter knows where the line stands
+            if text.endswith("\n") and writer is not None and writer.width_of_current_line:
+                text = "\n" + text  # a whole line: on a line of its own, after pytest's progress dots
+            self.reporter.write(text, flush=True)  # through the writer, which then knows the line is done
+
+    def flush(self) -> None:
+        pass  # every write is flushed
+
+    def isatty(self) -> bool:
+        return bool(self.reporter.isatty())
+
+
+def route_to(stream) -> None:
+    """Send progress to ``stream`` (None: back to the process's stderr)."""
+    global _routed
+    _routed = stream
+
+
 def _stream():
+    if _routed is not None:
+        return _routed
     return sys.__stderr__ if sys.__stderr__ is not None else sys.stderr
 
 
@@ -55,11 +88,11 @@ def step(what: str, total: int | None = None, unit: str = "image") -> Iterator[S
         return
     start = time.perf_counter()
     if mode == "lines":
-        print(f"synthgate: {what} ...", file=stream, flush=True)
+        stream.write(f"synthgate: {what} ...\n")
         yield Step(None)
     else:
         with tqdm(total=total, desc=f"synthgate: {what}", unit=unit, file=stream, leave=False, delay=BAR_DELAY_S,
                   dynamic_ncols=True) as bar:
             yield Step(bar)
     if mode == "lines":
-        print(f"synthgate: {what}: done in {time.perf_counter() - start:.1f} s", file=stream, flush=True)
+        stream.write(f"synthgate: {what}: done in {time.perf_counter() - start:.1f} s\n")

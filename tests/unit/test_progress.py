@@ -44,3 +44,33 @@ def test_progress_can_be_silenced(monkeypatch, capfd):
     with step("checking files", total=2) as progress:
         progress.advance(2)
     assert capfd.readouterr().err == ""
+
+
+class FakeReporter:
+    """What pytest's terminal reporter offers the progress stream (its writer in the middle of a line of dots)."""
+
+    def __init__(self):
+        self.written = []
+        self._tw = type("Writer", (), {"width_of_current_line": 3})()
+
+    def write(self, text, flush=False):
+        self.written.append(text)
+
+    def isatty(self):
+        return False
+
+
+def test_under_a_gate_run_progress_goes_through_pytests_terminal_writer(monkeypatch, capfd):
+    """pytest captures file descriptor 2 inside tests: only its own terminal writer reaches the terminal."""
+    from synthgate import progress
+
+    reporter = FakeReporter()
+    monkeypatch.setattr(progress, "_routed", None)
+    monkeypatch.setenv("CI", "1")
+    progress.route_to(progress.PytestTerminal(reporter))
+    with step("checking 2 files", total=2) as running:
+        running.advance(2)
+    progress.route_to(None)
+    assert reporter.written[0] == "\nsynthgate: checking 2 files ...\n"  # a line of its own, after the dots
+    assert reporter.written[1].startswith("\nsynthgate: checking 2 files: done in ")
+    assert capfd.readouterr().err == ""  # nothing on file descriptor 2, which pytest captures in a test
