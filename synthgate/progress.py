@@ -17,7 +17,6 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 from tqdm import tqdm
 
@@ -79,20 +78,18 @@ def _mode() -> str:
     return "bar" if interactive else "lines"
 
 
-@contextmanager
+@contextlib.contextmanager
 def step(what: str, total: int | None = None, unit: str = "image") -> Iterator[Step]:
     """Report ``what`` (e.g. "extracting features of 1,069 images") while the block runs."""
     mode, stream = _mode(), _stream()
     if mode == "off":
         yield Step(None)
-        return
-    start = time.perf_counter()
-    if mode == "lines":
-        stream.write(f"synthgate: {what} ...\n")
-        yield Step(None)
-    else:
+    elif mode == "bar":
         with tqdm(total=total, desc=f"synthgate: {what}", unit=unit, file=stream, leave=False, delay=BAR_DELAY_S,
                   dynamic_ncols=True) as bar:
             yield Step(bar)
-    if mode == "lines":
+    else:
+        start = time.perf_counter()
+        stream.write(f"synthgate: {what} ...\n")
+        yield Step(None)  # a step that fails never says done
         stream.write(f"synthgate: {what}: done in {time.perf_counter() - start:.1f} s\n")

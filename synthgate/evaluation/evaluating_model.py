@@ -44,6 +44,7 @@ class EvaluatingModel:
                     raise ConfigError(self.release.config_file, "model.checkpoint", f"{needed}: {what} does not exist")
         return spec
 
+    @cached_property
     def training_collection(self) -> Collection:
         """The images a ``train = ...`` model learns from: the reference train's backbone part, or the source images."""
         from synthgate.models.training import backbone_collection
@@ -67,7 +68,7 @@ class EvaluatingModel:
         if plan is None:
             raise ConfigError(self.release.config_file, "model", "no [model]: name the evaluating model")
         if isinstance(plan, ReferenceModelSpec):
-            return planned_card(self.training_collection(), self.model_outputs, plan.settings)
+            return planned_card(self.training_collection, self.model_outputs, plan.settings)
         if plan.xrv is not None:
             return xrv_card(plan.xrv, f"xrv:{plan.xrv}")
         return ModelCard.load(card_path(plan.checkpoint))
@@ -86,7 +87,7 @@ class EvaluatingModel:
 
         plan = self.model_plan
         if isinstance(plan, ReferenceModelSpec):
-            collection = self.training_collection()
+            collection = self.training_collection
             return trained_model(collection, self.model_outputs, plan.settings, self.options.cache_dir, self.device)
         if plan.xrv is not None:
             return load_xrv_weights(plan.xrv, self.options.weights_dir or plan.weights_dir)
@@ -98,7 +99,7 @@ class EvaluatingModel:
 
         plan = self.model_plan
         if isinstance(plan, ReferenceModelSpec):
-            return reference_checkpoint(self.training_collection(), self.model_outputs, plan.settings,
+            return reference_checkpoint(self.training_collection, self.model_outputs, plan.settings,
                                         self.options.cache_dir)
         return plan.checkpoint
 

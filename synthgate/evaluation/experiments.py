@@ -40,7 +40,6 @@ from synthgate.measures.metrics import (
 )
 from synthgate.models.training import (
     TrainSettings,
-    backbone_collection,
     backbone_split,
     decode_all,
     held_out_split,
@@ -354,8 +353,9 @@ def reference_roles(reference_train: Collection, model_card=None,
     settings = TrainSettings(seed=VALIDATION_SEED if fingerprint is None or card_seed is None else card_seed)
     if fingerprint is not None and card_seed is not None:
         backbone, probe = backbone_split(reference_train, card_seed)
-        if fingerprint == backbone_collection(reference_train, card_seed).fingerprint:
-            held = backbone[held_out_split(reference_train.subset(backbone), settings)[1]]
+        backbone_part = reference_train.subset(backbone)
+        if fingerprint == backbone_part.fingerprint:
+            held = backbone[held_out_split(backbone_part, settings)[1]]
             return ReferenceRoles(np.sort(probe), np.sort(held), (
                 f"the evaluating model trained on {len(backbone) - len(held)} reference-train images and validated on "
                 f"{len(held)} (thresholds are chosen on these); the real learner R draws from the other "

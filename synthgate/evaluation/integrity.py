@@ -147,14 +147,13 @@ def examine(root: Path, relative: str, protected: set[Path], spec: ImageSpec, de
         result.findings.append(("size", f"over {max_bytes} bytes, far more than an image of the declared "
                                         f"{spec.width}x{spec.height} needs: not decoded"))
         return result
-    if decoded is None or digest not in decoded:
-        found = _decode(data, spec, max_pixels)
-        if decoded is None:
-            result.findings, result.facts = found
-            return result
-        decoded[digest] = found
+    if decoded is None:
+        result.findings, result.facts = _decode(data, spec, max_pixels)
+        return result
+    if digest not in decoded:
+        decoded[digest] = _decode(data, spec, max_pixels)
     findings, result.facts = decoded[digest]
-    result.findings = list(findings)
+    result.findings = list(findings)  # a copy: the table's entry is shared by every file with these bytes
     return result
 
 

@@ -64,7 +64,7 @@ def leakage_findings(evaluation) -> dict:
 def _model_leakage(evaluation, leakage, sets: dict, max_shift: int) -> dict:
     """The model checks of :attr:`leakage`: its data-set names, then the images (and patients) it saw."""
     from synthgate.models.card import card_path
-    from synthgate.models.training import ReferenceModelSpec, backbone_split, seen_images
+    from synthgate.models.training import ReferenceModelSpec, seen_images
 
     plan = evaluation.model_plan
     if plan is None:
@@ -72,12 +72,13 @@ def _model_leakage(evaluation, leakage, sets: dict, max_shift: int) -> dict:
     card = evaluation.model_card
     what = "the evaluating model's training images"
     if isinstance(plan, ReferenceModelSpec):
-        collection = evaluation.training_collection()
-        key = "train" if plan.data == "reference" else "source"
-        known = sets.get(key)  # the images it learned from, as an image set already hashed (and loaded)
-        rows = backbone_split(evaluation.reference_train, plan.settings.seed)[0] if key == "train" else range(len(collection))
+        collection = evaluation.training_collection
+        known = sets.get("train" if plan.data == "reference" else "source")  # already hashed (and loaded)
+        # each image the model learned from, as a row of that set (files with the same bytes have the same pixels)
+        position = {} if known is None else {digest: row for row, digest in enumerate(known.file_sha256)}
+        rows = [position[digest] for digest in collection.digests] if known is not None else []
         hashes = None if known is None else tuple(known.pixel_sha256[i] for i in rows)
-        pixels = None if known is None or known.pixels is None else known.pixels[list(rows)]
+        pixels = None if known is None or known.pixels is None else known.pixels[rows]
         listed = seen_images(collection, plan.settings, hashes)
         model = leakage.ImageSet.of_seen(listed, what, card.training_datasets, pixels,
                                          range(len(rows)) if pixels is not None else ())

@@ -333,7 +333,7 @@ def test_patients_are_compared_across_aliases_of_one_data_set(world):
     for k in range(10):
         manifest.write_text(original.replace(f"s{k},", f"r{k},", 1))  # source patient s{k} is reference patient r{k}
         evaluation = evaluate(world)
-        in_backbone = f"r{k}" in evaluation.training_collection().groups
+        in_backbone = f"r{k}" in evaluation.training_collection.groups
         found = offending(evaluation)
         assert set(found) == {"reference_shares_no_patients_with_source", "model_never_saw_generator_source"} | (
             {"model_saw_no_source_patients"} if in_backbone else set())
