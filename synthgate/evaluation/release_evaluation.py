@@ -25,7 +25,8 @@ from synthgate.storage import cached_result, cached_table, result_key
 
 # What each cached result is, as the progress line of its computation says it.
 STEPS = {
-    "leakage": "leakage checks: comparing files, pixels and patients across data sets",
+    "leakage-data-sets": "leakage checks: comparing files, pixels and patients across the data sets",
+    "leakage": "leakage checks: comparing the release's files, pixels and patients with the data sets",
     "pretrained": "scoring real and synthetic images with the evaluating model",
     "prevalence": "predicted prevalence of each class",
     "utility": "retraining grid: R, S, R+S and S->R at every size, ratio and seed",
@@ -136,8 +137,9 @@ class ReleaseEvaluation(EvaluatingModel):
 
     @cached_property
     def leakage(self) -> dict[str, list[Offence]]:
-        """Each leakage criterion's findings by registry name (see :mod:`synthgate.evaluation.leakage_findings`)."""
-        from synthgate.evaluation.leakage_findings import leakage_findings
+        """Each leakage criterion's findings by registry name (see :mod:`synthgate.evaluation.leakage_findings`):
+        the comparisons among the data sets cached apart from those with the release, which a new release redoes."""
+        from synthgate.evaluation.leakage_findings import data_set_findings, release_findings
         from synthgate.models.errors import ModelLoadError
 
         try:
@@ -146,9 +148,11 @@ class ReleaseEvaluation(EvaluatingModel):
             model = f"unreadable model: {error}"
         names = ("reference_train", "reference_test", "source_images") if self.release.reference else ("source_images",)
         # Of the privacy settings the comparisons use only the shift they tolerate: a changed threshold re-judges.
-        return self._cached("leakage", lambda: leakage_findings(self), model, repr(self.release.source_datasets),
-                            f"max_shift={self.release.privacy.max_shift}", self.synthetic.identity,
-                            *self._identities(*names))
+        depends_on = (model, repr(self.release.source_datasets), f"max_shift={self.release.privacy.max_shift}",
+                      *self._identities(*names))
+        found = self._cached("leakage-data-sets", lambda: data_set_findings(self), *depends_on)
+        return {**found, **self._cached("leakage", lambda: release_findings(self), self.synthetic.identity,
+                                        *depends_on)}
 
     # ------------------------------------------------------------------ experiments
 

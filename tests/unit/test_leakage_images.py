@@ -297,6 +297,18 @@ def test_a_reencoded_reference_test_image_in_the_release_is_caught_by_its_pixels
     assert f"the same decoded pixels as {original}" in offence.problem and "re-encoded" in offence.problem
 
 
+def test_a_changed_release_redoes_only_its_own_comparisons(world):
+    """The data sets' comparisons (reference splits, source, the model's images) are cached apart from the release's:
+    a new or changed release reuses them, and still has its own images compared."""
+    assert not offending(evaluate(world))
+    reencode(world / "test" / "images/t002.png", world / "release" / "images/reencoded.png")
+    add_rows(world / "release", [{"path": "images/reencoded.png", CLASS: 0}])
+    assert set(offending(evaluate(world))) == {"release_holds_no_reference_test_images"}
+    results = world / "cache" / "results"
+    assert len(list((results / "leakage-data-sets").glob("*.pkl"))) == 1  # computed for the first release, reused
+    assert len(list((results / "leakage").glob("*.pkl"))) == 2
+
+
 def test_a_shifted_and_noised_reference_test_image_in_the_release_is_caught_as_a_near_duplicate(world):
     original = world / "test" / "images/t003.png"
     pixels = np.asarray(Image.open(original)).astype(np.float32)
