@@ -60,11 +60,13 @@ def _shuffle_labels(items, rng, params, world):
 
 
 def _finding_missing(items, rng, params, world):
-    """Images labelled with a finding but drawn without it (a generator ignoring its condition)."""
+    """Images labelled with a finding but drawn without it, in a share ``fraction`` of that class's positives (a
+    generator that often ignores its condition): every image still looks like a chest film."""
     name = params.get("class", "soft tissue mass")
-    for item in items:
-        if item.labels[name]:
-            item.rerender(item.spec.findings - {name})
+    positives = [item for item in items if item.labels[name]]
+    count = round(params.get("fraction", 1.0) * len(positives))
+    for index in np.sort(rng.choice(len(positives), size=count, replace=False)):
+        positives[index].rerender(positives[index].spec.findings - {name})
 
 
 def _finding_never_drawn(items, rng, params, world):

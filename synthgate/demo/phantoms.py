@@ -148,7 +148,21 @@ def _draw_findings(rng: np.random.Generator) -> dict:
         "eff_height": [float(t) for t in rng.uniform(0.12, 0.30, size=2)],  # above the dome, medially
         "eff_meniscus": [float(t) for t in rng.uniform(0.10, 0.20, size=2)],  # rise along the chest wall
         "cm_ctr": float(rng.uniform(0.55, 0.63)),
+        # drawn last, so that every draw above (and each image drawn before severities existed) stays as it was
+        "severity": [float(t) for t in rng.uniform(0.0, 1.0, size=len(SEVERITY))],
     }
+
+
+# How developed each finding is, per patient: severity = floor + (1 - floor) * u ** power for u uniform
+# in [0, 1], 1 the fully developed finding, 0 none at all. Real findings range from obvious to barely
+# visible (small faint masses, a thin layer of fluid, a heart at the upper edge of normal): a model
+# trained on these images reaches real-test AUROC of about 0.85-0.97, not a trivial 1.
+SEVERITY = {"soft tissue mass": (0.2, 1.0), "effusion": (0.0, 1.2), "cardiomegaly": (0.0, 1.2)}
+
+
+def _severity(fnd: dict, finding: str) -> float:
+    floor, power = SEVERITY[finding]
+    return floor + (1.0 - floor) * fnd["severity"][list(SEVERITY).index(finding)] ** power
 
 
 # ----------------------------------------------------------------------------
@@ -165,7 +179,8 @@ def _scene(pat: dict, acq: dict, fnd: dict, wanted: frozenset[str]) -> dict:
     insp = acq["inspiration"]
     la = pat["lung_a"]
     thorax_w = 2.0 * (pat["lung_u"] + la)
-    ctr = max(fnd["cm_ctr"], pat["ctr"] + 0.10) if "cardiomegaly" in wanted else pat["ctr"]
+    enlarged = max(fnd["cm_ctr"], pat["ctr"] + 0.10)  # a fully developed cardiomegaly
+    ctr = pat["ctr"] + (enlarged - pat["ctr"]) * _severity(fnd, "cardiomegaly") if "cardiomegaly" in wanted else pat["ctr"]
     grow = ctr / pat["ctr"]
     # Heart: tilted ellipse (long axis down to image-right) with prescribed
     # horizontal half-extent hx (sets the CTR) and vertical half-extent hy.
@@ -176,6 +191,7 @@ def _scene(pat: dict, acq: dict, fnd: dict, wanted: frozenset[str]) -> dict:
     ha = math.sqrt((hx * hx * ct * ct - hy * hy * sn * sn) / det)
     hb = math.sqrt((hy * hy * ct * ct - hx * hx * sn * sn) / det)
     h_right = -0.16 - 0.75 * (hx - hx0)  # right border (image-left); 3/8 of the growth goes there
+    mass, fluid = _severity(fnd, "soft tissue mass"), _severity(fnd, "effusion")
     return {
         "body": pat["body"],
         "lung_u": pat["lung_u"],
@@ -190,9 +206,10 @@ def _scene(pat: dict, acq: dict, fnd: dict, wanted: frozenset[str]) -> dict:
         "heart": (h_right + hx, pat["dome_l"] * insp + 0.06 - hy, ha, hb, ct, sn, 0.8 * hx),
         "rib_phase": pat["rib_phase"],
         "rib_spacing": pat["rib_spacing"],
-        "mass": _mass_centre(pat, fnd) + (fnd["mass_r"], fnd["mass_c"]) if "soft tissue mass" in wanted else None,
+        "mass": _mass_centre(pat, fnd) + (fnd["mass_r"] * (0.6 + 0.4 * mass), fnd["mass_c"] * mass)
+        if "soft tissue mass" in wanted else None,
         "effusion": tuple(
-            (fnd["eff_height"][k], fnd["eff_meniscus"][k]) if fnd["eff_sides"] in (k, 2) else None
+            (fnd["eff_height"][k] * fluid, fnd["eff_meniscus"][k] * fluid, fluid) if fnd["eff_sides"] in (k, 2) else None
             for k in (0, 1)
         )
         if "effusion" in wanted
@@ -246,7 +263,7 @@ def _attenuation(sc: dict, u: np.ndarray, v: np.ndarray, markings: np.ndarray, p
         if eff is not None:
             t_lat = np.clip((lat + la) / (2.0 * la), 0.0, 1.0)  # 0 medial .. 1 chest wall
             top = dome_top - eff[0] - eff[1] * t_lat * t_lat
-            fluid = _ramp((v - top) / max(0.05, 2 * px)) * (0.85 + 0.15 * np.clip((v - top) / 0.15, 0.0, 1.0))
+            fluid = _ramp((v - top) / max(0.05, 2 * px)) * (0.85 + 0.15 * np.clip((v - top) / 0.15, 0.0, 1.0)) * eff[2]
             lung_air = lung_air * (1.0 - fluid)
         air += lung_air
     atten -= (0.38 * open_lung * (1.0 - 0.12 * markings)) * air

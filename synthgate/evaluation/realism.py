@@ -18,7 +18,7 @@ from synthgate.data.collection import Collection
 from synthgate.data.imaging import open_image, to_grey_array
 from synthgate.measures.distances import (
     detectability_auroc,
-    frechet_distance,
+    frechet_distances,
     kid,
     knn,
     prdc,
@@ -32,6 +32,7 @@ RESOLUTION = 128  # default size of the distribution and privacy checks' exact p
 WORST_PAIRS_SHOWN = 8
 FEATURE_CANDIDATES = 3  # nearest neighbours in the evaluating model's features, added to the pixel search's candidates
 PLANTED_SAMPLE = 50  # real images copied (each kind of copy) to measure the search's recall beside its verdict
+HALVINGS = 10  # patient-wise halvings of the real images behind the Frechet ratio and its interval
 
 
 def load_pixels(collection: Collection, size: int = PIXEL_SIZE, dtype=np.float32) -> np.ndarray:
@@ -87,11 +88,48 @@ class Comparison:
 
 
 @dataclass
+class FrechetComparison:
+    """Frechet distances to real half A over several patient-wise halvings of the real images: of the synthetic
+    images (as many as half B has) and of real half B, the exchangeable real-vs-real baseline."""
+
+    synthetic_runs: np.ndarray
+    baseline_runs: np.ndarray
+
+    @property
+    def synthetic(self) -> float:
+        return float(np.median(self.synthetic_runs))
+
+    @property
+    def baseline(self) -> float:
+        return float(np.median(self.baseline_runs))
+
+    @property
+    def ratio(self) -> float:
+        return self.synthetic / self.baseline if self.baseline > 0 else float("inf")
+
+    @property
+    def ratio_interval(self) -> tuple[float, float]:
+        """The ratio's 95% range over the halvings (which patients make up half A and half B)."""
+        return _range(self.synthetic_runs / np.maximum(self.baseline_runs, 1e-12))
+
+    @property
+    def baseline_interval(self) -> tuple[float, float]:
+        """Where a real half lands, as a multiple of the median real-vs-real distance: what a perfect stand-in's
+        ratio would span."""
+        return _range(self.baseline_runs / max(self.baseline, 1e-12))
+
+
+def _range(values: np.ndarray) -> tuple[float, float]:
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+@dataclass
 class DistributionReport:
     target: str
     n_synthetic: int
     n_real: int
-    frechet: dict[str, Comparison]  # "all" and each class (positives only)
+    frechet: dict[str, FrechetComparison]  # "all" (every halving) and each class (positives only, the first halving)
     kid: dict[str, tuple[MeanStd, MeanStd]]
     prdc: dict[str, Comparison]
     detectability: Estimate
@@ -116,14 +154,14 @@ def compare_distributions(
     matched = np.sort(rng.choice(len(synthetic), size=min(len(synthetic), len(second)), replace=False))
     a, b, s = real_features[first], real_features[second], synthetic_features[matched]
 
-    frechet = {"all": Comparison(frechet_distance(s, a), frechet_distance(b, a))}
+    frechet = {"all": frechet_over_halvings(synthetic_features, real_features, real, seed)}
     kids = {"all": (kid(s, a, subset_size=min(len(s), len(a), 1000), seed=seed),
                     kid(b, a, subset_size=min(len(b), len(a), 1000), seed=seed))}
     for k, name in enumerate(real.classes):
         pos_a, pos_b = a[real.labels[first, k] == 1], b[real.labels[second, k] == 1]
         pos_s = synthetic_features[synthetic.labels[:, k] == 1][: len(pos_b)]
         if min(len(pos_a), len(pos_b), len(pos_s)) >= 10:
-            frechet[name] = Comparison(frechet_distance(pos_s, pos_a), frechet_distance(pos_b, pos_a))
+            frechet[name] = FrechetComparison(*(np.array([d]) for d in frechet_distances(pos_a, pos_s, pos_b)))
     synthetic_prdc, real_prdc = prdc(a, s), prdc(a, b)
     groups = np.asarray(real.groups)
 
@@ -142,6 +180,24 @@ def compare_distributions(
         duplicate_fraction=Comparison(float(duplicates_synthetic.mean()), float((real_similarity >= duplicate_similarity).mean())),
         duplicate_clusters=_clusters(synthetic, duplicates_synthetic, partner),
     )
+
+
+def frechet_over_halvings(synthetic_features: np.ndarray, real_features: np.ndarray, real: Collection, seed: int,
+                          halvings: int = HALVINGS) -> FrechetComparison:
+    """Synthetic vs real half A beside real half B vs half A, for ``halvings`` patient-wise halvings, the synthetic
+    side drawn to half B's size each time: both sides are samples of one size against the same half, so a
+    synthetic set drawn from the real images' distribution has a ratio near 1 (Frechet distance grows as samples
+    shrink), and the spread over halvings is the ratio's interval."""
+    rng = np.random.default_rng(seed)
+    runs = []
+    for k in range(halvings):
+        first, second = halves(real, seed + k)
+        n = min(len(synthetic_features), len(second))
+        matched = np.sort(rng.choice(len(synthetic_features), size=n, replace=False))
+        second = np.sort(rng.choice(second, size=n, replace=False))
+        runs.append(frechet_distances(real_features[first], synthetic_features[matched], real_features[second]))
+    synthetic_runs, baseline_runs = np.array(runs).T
+    return FrechetComparison(synthetic_runs, baseline_runs)
 
 
 def near_duplicates(pixels, features, max_shift: int, resolution: int = RESOLUTION) -> tuple[np.ndarray, np.ndarray]:

@@ -195,13 +195,19 @@ def versus_real(framework: str, largest_only: bool = True):
 
 
 def frechet_ratio(evaluation, class_name=None) -> Measurement:
+    """The median ratio over patient-wise halvings of the real images, with its 95% range over them; beside it,
+    the range a real half spans (what a perfect stand-in would measure)."""
     distribution = evaluation.distribution
     overall = distribution.frechet["all"]
     rows = [{"scope": scope, "synthetic vs real": f"{c.synthetic:.2f}", "real vs real": f"{c.baseline:.2f}",
-             "ratio": f"{c.ratio:.2f}"} for scope, c in distribution.frechet.items()]
-    return Measurement(value=overall.ratio, baseline=1.0, rows=rows, n=distribution.n_synthetic,
-                       baseline_text=f"{overall.synthetic:.2f} vs real-vs-real {overall.baseline:.2f}",
-                       note=f"against the {distribution.target}")
+             "ratio": f"{c.ratio:.2f}", "halvings": len(c.baseline_runs)} for scope, c in distribution.frechet.items()]
+    low, high = overall.ratio_interval
+    real_low, real_high = overall.baseline_interval
+    return Measurement(value=overall.ratio, low=low, high=high, baseline=1.0, rows=rows, n=distribution.n_synthetic,
+                       baseline_text=f"{overall.synthetic:.2f} vs real-vs-real {overall.baseline:.2f}; a real half "
+                                     f"spans {real_low:.2f}-{real_high:.2f}",
+                       note=f"against the {distribution.target}; median and 95% range over "
+                            f"{len(overall.baseline_runs)} patient-wise halvings of the real images")
 
 
 def detectability(evaluation, class_name=None) -> Measurement:

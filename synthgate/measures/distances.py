@@ -48,10 +48,17 @@ def frechet_distance_from_stats(mu1, sigma1, mu2, sigma2) -> float:
     they are singular (fewer samples than dimensions), and ~10x faster than
     scipy's general ``sqrtm`` on 1024-d features.
     """
-    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
-    sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
-    values, vectors = np.linalg.eigh(sigma1)
-    root1 = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    sigma1 = np.atleast_2d(sigma1).astype(np.float64)
+    return _frechet_to(np.atleast_1d(mu1).astype(np.float64), sigma1, _covariance_root(sigma1), mu2, sigma2)
+
+
+def _covariance_root(sigma: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh(sigma)
+    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+
+def _frechet_to(mu1: np.ndarray, sigma1: np.ndarray, root1: np.ndarray, mu2, sigma2) -> float:
+    mu2, sigma2 = np.atleast_1d(mu2).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
     trace_covmean = np.sqrt(np.clip(np.linalg.eigvalsh(root1 @ sigma2 @ root1), 0, None)).sum()
     diff = mu1 - mu2
     fd = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_covmean
@@ -60,11 +67,20 @@ def frechet_distance_from_stats(mu1, sigma1, mu2, sigma2) -> float:
 
 def frechet_distance(x, y) -> float:
     """Fréchet (FID-style) distance between Gaussian fits of two feature sets."""
-    x, y = _features(x, "x"), _features(y, "y")
-    if len(x) < 2 or len(y) < 2:
+    return frechet_distances(y, x)[0]
+
+
+def frechet_distances(reference, *others) -> list[float]:
+    """The Fréchet distance of each of ``others`` to ``reference``; the root of the reference's covariance (the
+    costly part) is computed once."""
+    reference = _features(reference, "reference")
+    others = [_features(x, "x") for x in others]
+    if min(len(x) for x in (reference, *others)) < 2:
         raise ValueError("frechet_distance needs at least two samples per set")
-    return frechet_distance_from_stats(x.mean(0), np.cov(x, rowvar=False),
-                                       y.mean(0), np.cov(y, rowvar=False))
+    mu, sigma = reference.mean(0), np.cov(reference, rowvar=False)
+    sigma = np.atleast_2d(sigma)
+    root = _covariance_root(sigma)
+    return [_frechet_to(mu, sigma, root, x.mean(0), np.cov(x, rowvar=False)) for x in others]
 
 
 def kid(x, y, subsets: int = 50, subset_size: int = 1000, seed: int = 0) -> MeanStd:

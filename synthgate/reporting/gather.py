@@ -156,7 +156,9 @@ def _distribution(d) -> dict:
     """Every distribution number beside its real-vs-real baseline (the gate judges some; the rest are reported)."""
     return {
         "target": d.target, "n_synthetic": d.n_synthetic, "n_real": d.n_real,
-        "frechet": {scope: {**_comparison(c), "ratio": c.ratio} for scope, c in d.frechet.items()},
+        "frechet": {scope: {**_comparison(c), "ratio": c.ratio, "ratio_interval": list(c.ratio_interval),
+                            "real_interval": list(c.baseline_interval), "halvings": len(c.baseline_runs)}
+                    for scope, c in d.frechet.items()},
         "kid": {scope: {"synthetic": {"mean": s.mean, "sd": s.std}, "real": {"mean": r.mean, "sd": r.std}}
                 for scope, (s, r) in d.kid.items()},
         "prdc": {key: _comparison(c) for key, c in d.prdc.items()},

@@ -179,6 +179,14 @@ def _pair(synthetic, real, digits: int = 3) -> dict:
     return {"synthetic": _number(synthetic, digits), "real": _number(real, digits)}
 
 
+def _frechet_reading(f: dict) -> str:
+    if f.get("halvings", 1) < 2:
+        return f"ratio {_number(f['ratio'], 2)} (one halving of the real images); lower is closer"
+    (low, high), (real_low, real_high) = f["ratio_interval"], f["real_interval"]
+    return (f"ratio {_number(f['ratio'], 2)} [{_number(low, 2)}, {_number(high, 2)}] over {f['halvings']} halvings; "
+            f"a real half spans {_number(real_low, 2)}-{_number(real_high, 2)}; lower is closer")
+
+
 def distribution_rows(distribution: dict | None, classes: list[str]) -> list[dict]:
     """Each distribution number beside the same number for two halves of the real images."""
     if not distribution:
@@ -188,7 +196,7 @@ def distribution_rows(distribution: dict | None, classes: list[str]) -> list[dic
     for scope in ["all", *[c for c in classes if c in frechet]]:
         f = frechet[scope]
         rows.append({"metric": "Frechet distance" + ("" if scope == "all" else f" ({scope} positives)"),
-                     **_pair(f["synthetic"], f["real"], 2), "reading": f"ratio {_number(f['ratio'], 2)}; lower is closer"})
+                     **_pair(f["synthetic"], f["real"], 2), "reading": _frechet_reading(f)})
     for scope, k in distribution["kid"].items():
         rows.append({"metric": "KID" + ("" if scope == "all" else f" ({scope})"),
                      "synthetic": f"{k['synthetic']['mean']:.4g} ± {k['synthetic']['sd']:.2g}",

@@ -96,6 +96,34 @@ def _mmd2_unbiased_brute(a, b):
     return xx + yy - 2 * xy
 
 
+def _one_image_patients(n: int, prefix: str = "p"):
+    """A collection of n one-image patients (only groups are read by the halvings)."""
+    from synthgate.data.collection import Collection
+
+    return Collection(prefix, (prefix,), tuple(Path(f"{prefix}{k}.png") for k in range(n)),
+                      tuple(f"{prefix}{k}" for k in range(n)), np.zeros((n, 1), np.int64), ("mass",),
+                      tuple(f"{prefix}-patient{k}" for k in range(n)))
+
+
+def test_a_stand_in_drawn_from_the_real_distribution_has_a_frechet_ratio_near_1_inside_the_real_range():
+    """Exchangeable sides: real half B and as many synthetic images against the same half A, over many halvings.
+    A smaller release is matched by a smaller half B (Frechet distance grows as samples shrink)."""
+    from synthgate.evaluation.realism import frechet_over_halvings
+
+    real = _gauss(400, 16, 1)
+    for n in (600, 80):  # a release larger, then much smaller, than a real half
+        same = frechet_over_halvings(_gauss(n, 16, 2), real, _one_image_patients(400), seed=0)
+        low, high = same.ratio_interval
+        real_low, real_high = same.baseline_interval
+        assert 0.85 < same.ratio < 1.15 and low < 1 < high, (n, same.ratio, low, high)
+        assert real_low < 1 < real_high
+        assert len(same.synthetic_runs) == len(same.baseline_runs) == 10
+    shifted = frechet_over_halvings(_gauss(600, 16, 2, shift=0.5), real, _one_image_patients(400), seed=0)
+    assert shifted.ratio_interval[0] > 2 * same.baseline_interval[1]
+    again = frechet_over_halvings(_gauss(600, 16, 2, shift=0.5), real, _one_image_patients(400), seed=0)
+    assert np.array_equal(again.synthetic_runs, shifted.synthetic_runs)  # seeded
+
+
 def test_kid_matches_brute_force_unbiased_mmd():
     x, y = _gauss(30, 5, 5), _gauss(30, 5, 6, shift=0.5)
     result = kid(x, y, subsets=1, subset_size=30)  # the whole sets, in some order

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 
@@ -52,6 +53,17 @@ def _diff(seed: int, finding: str, site: str = "site-a", size: int = 64) -> tupl
     base = render(seed, size=size, site=site).astype(np.int16)
     with_it = render(seed, {finding}, size=size, site=site).astype(np.int16)
     return base, with_it - base
+
+
+@contextlib.contextmanager
+def developed():
+    """Every finding fully developed (severity 1), for the tests of a finding's shape and place."""
+    saved = dict(P.SEVERITY)
+    P.SEVERITY.update({name: (1.0, 1.0) for name in saved})
+    try:
+        yield
+    finally:
+        P.SEVERITY.update(saved)
 
 
 # --- determinism and shape ---------------------------------------------------
@@ -115,13 +127,28 @@ def test_a_finding_only_adds_density(seed, finding, site):
     """Same seed with and without a finding: same base image, the finding only brightens."""
     _, d = _diff(seed, finding, site)
     assert d.min() >= -1  # rounding at most
-    assert (d > 12).sum() > 20  # and it is there
+    with developed():
+        _, d = _diff(seed, finding, site)
+    assert (d > 12).sum() > 20  # and, fully developed, it is there
+
+
+def test_findings_range_from_fully_developed_to_faint():
+    """Each patient's finding has its own severity, from barely there (a model cannot reach AUROC 1 on them, as
+    on real films) to fully developed; fully developed, every one is clear."""
+    for finding in FINDINGS:
+        change = np.array([np.clip(_diff(seed, finding, "site-b")[1], 0, None).sum() for seed in range(60)])
+        with developed():
+            full = np.array([np.clip(_diff(seed, finding, "site-b")[1], 0, None).sum() for seed in range(60)])
+        assert np.all(change <= full + 64) and np.percentile(full, 5) > 0.4 * np.median(full), finding
+        assert np.percentile(change, 10) < 0.2 * np.median(full), finding  # faint ones exist
+        assert np.median(change) > 0.2 * np.median(full), finding  # and a range up to fully developed
 
 
 @FAST
 @given(seed=SEEDS, site=SITE_NAMES)
 def test_mass_is_a_compact_disc_in_a_lung_field(seed, site):
-    base, d = _diff(seed, MASS, site)
+    with developed():
+        base, d = _diff(seed, MASS, site)
     changed = d > 12
     ys, xs = np.nonzero(changed)
     # at least a disc of radius ~4.5 % of the width shows clearly; and it is one compact blob
@@ -138,7 +165,8 @@ def test_mass_is_a_compact_disc_in_a_lung_field(seed, site):
 @FAST
 @given(seed=SEEDS, site=SITE_NAMES)
 def test_effusion_brightens_a_lung_base(seed, site):
-    base, d = _diff(seed, EFFUSION, site)
+    with developed():
+        base, d = _diff(seed, EFFUSION, site)
     changed = d > 12
     rows = np.nonzero(changed)[0] / 64.0
     assert changed.sum() > 40
@@ -152,7 +180,8 @@ def test_effusion_brightens_a_lung_base(seed, site):
 @given(seed=SEEDS, site=SITE_NAMES)
 def test_cardiomegaly_widens_the_bright_central_region(seed, site):
     normal = _ctr(render(seed, site=site))
-    enlarged = _ctr(render(seed, {CARDIOMEGALY}, site=site))
+    with developed():
+        enlarged = _ctr(render(seed, {CARDIOMEGALY}, site=site))
     assert enlarged > normal + 0.03
 
 
@@ -160,13 +189,19 @@ def test_cardiomegaly_widens_the_bright_central_region(seed, site):
 def test_cardiothoracic_ratio_separates_populations(site):
     seeds = range(40)
     normal = np.array([_ctr(render(s, site=site)) for s in seeds])
-    enlarged = np.array([_ctr(render(s, {CARDIOMEGALY}, site=site)) for s in seeds])
+    with developed():
+        enlarged = np.array([_ctr(render(s, {CARDIOMEGALY}, site=site)) for s in seeds])
     assert enlarged.mean() > normal.mean() + 0.08
     assert np.median(enlarged) > np.percentile(normal, 90)
 
 
 def test_true_cardiothoracic_ratio_is_normal_or_clearly_enlarged():
-    """The drawn geometry itself: ~0.42 normal, > 0.55 with cardiomegaly."""
+    """The drawn geometry itself: ~0.42 normal, > 0.55 with a fully developed cardiomegaly."""
+    with developed():
+        _ctr_ranges()
+
+
+def _ctr_ranges():
     for seed in range(50):
         pat = P._draw_patient(np.random.default_rng([seed, PATIENT_STREAM]), SITES["site-a"])
         fnd = P._draw_findings(np.random.default_rng([seed, FINDING_STREAM]))
