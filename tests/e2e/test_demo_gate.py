@@ -3,19 +3,13 @@ blocked by exactly the checks its recipe names."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 
 from synthgate.demo.world import expected_outcome, recipe_files
-from synthgate.gate.criteria import REGISTRY
 
 RECIPES = sorted(recipe_files())
 DEFECTS = [name for name in RECIPES if not expected_outcome(name).get("cleared", False)]
 CLEARED = [name for name in RECIPES if expected_outcome(name).get("cleared", False)]  # demo, unlabelled-512
-# Releases blocked before any model-based check: their gate runs are mostly start-up, hashing and file checks.
-BLOCKED_ON_FILES = [name for name in DEFECTS
-                    if all(REGISTRY[check].family in ("integrity", "leakage") for check in expected_outcome(name)["blocked_by"])]
 
 
 def test_every_recipe_states_its_expected_verdict():
@@ -47,17 +41,9 @@ def test_demo_is_cleared(run_gate, name):
     assert result.output.count(": done in ") >= 1
 
 
-@pytest.fixture(scope="module")
-def blocked_on_files(run_gate) -> dict:
-    """The gate runs of the releases blocked on their files, two at a time: each is a subprocess that spends most of
-    its time starting up on one core, so CI's two cores run two (the shared cache is locked per result)."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(BLOCKED_ON_FILES, pool.map(run_gate, BLOCKED_ON_FILES)))
-
-
 @pytest.mark.parametrize("name", DEFECTS)
-def test_defect_release_is_blocked_by_its_check_only(request, run_gate, name):
-    result = request.getfixturevalue("blocked_on_files")[name] if name in BLOCKED_ON_FILES else run_gate(name)
+def test_defect_release_is_blocked_by_its_check_only(run_gate, name):
+    result = run_gate(name)
     assert result.returncode == 1, result.output
     assert result.summary["verdict"] == "blocked"
     assert result.failed_checks() == set(expected_outcome(name)["blocked_by"]), result.output
