@@ -196,7 +196,7 @@ def _training_data(args: argparse.Namespace):
     from synthgate.config.release import load_release
     from synthgate.data import loading
     from synthgate.evaluation.release_evaluation import GateOptions, ReleaseEvaluation
-    from synthgate.models.training import ReferenceModelSpec, TrainSettings
+    from synthgate.models.plan import ReferenceModelSpec, TrainSettings
 
     if args.release:
         if args.dataset:
@@ -219,7 +219,8 @@ def cmd_train_reference(args: argparse.Namespace) -> int:
     from synthgate.models.card import card_path
     from synthgate.models.embedding import pick_device
     from synthgate.models.loading import save_checkpoint
-    from synthgate.models.training import backbone_collection, trained_model
+    from synthgate.models.plan import backbone_collection
+    from synthgate.models.training import trained_model
 
     collection, outputs, defaults, reference_train = _training_data(args)
     chosen = {key: getattr(args, key) for key in ("size", "epochs", "seed", "patience") if getattr(args, key) is not None}

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from synthgate.data.collection import Collection
+
 XRV_RANGE = 1024.0
 # How an image larger than the model input is brought down to it: area averaging. Part of the
 # feature cache key (models.embedding.Extractor.preprocessing): change both together.
@@ -177,3 +179,25 @@ def load_xrv(path, size: int | None = None) -> np.ndarray:
         grey = np.asarray(resized)
     return to_xrv(grey, max_value)[None]
 
+
+PIXEL_SIZE = 64  # the leakage checks' pixel comparisons run at this size (their shifts are counted in these pixels)
+
+
+def load_pixels(collection: Collection, size: int = PIXEL_SIZE, dtype=np.float32) -> np.ndarray:
+    """Every image as a (n, size, size) array in [0, 1] (16-bit scaled, not clipped)."""
+    return load_pixel_sizes(collection, {size: dtype})[size]
+
+
+def load_pixel_sizes(collection: Collection, sizes: dict[int, type]) -> dict[int, np.ndarray]:
+    """Every image at each size (area-averaged down, bilinear up), each file decoded once: size -> (n, size, size)."""
+    out = {size: np.empty((len(collection), size, size), dtype) for size, dtype in sizes.items()}
+    for k, path in enumerate(collection.paths):
+        grey, max_value = to_grey_array(open_image(path))
+        image = Image.fromarray(grey.astype(np.float32) / max_value)
+        for size, array in out.items():
+            if grey.shape == (size, size):
+                array[k] = np.asarray(image)
+            else:
+                shrink = grey.shape[0] >= size and grey.shape[1] >= size
+                array[k] = np.asarray(image.resize((size, size), Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR))
+    return out

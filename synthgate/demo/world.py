@@ -91,19 +91,19 @@ def dump_toml(data: dict, prefix: str = "") -> str:
     return "\n".join(lines).strip() + "\n"
 
 
-def _build_release(world: Path, name: str, recipe: dict, size: int, rng_seed: int) -> None:
+def _build_release(world: Path, name: str, recipe: dict, size: int, rng_seed: int, drawn: dict, encoded: dict) -> None:
     target = world / "releases" / name
     synthesis = Table(recipe.get("synthesis", {}), recipe_files()[name], "synthesis")
     seed = synthesis.get("seed", int)
     size = synthesis.get("image_size", int, size)  # a release may be drawn larger than the world (e.g. 512 px)
-    _, items = cohort_items(synthesis, size, seed, prefix="synthetic")
+    _, items = cohort_items(synthesis, size, seed, prefix="synthetic", drawn=drawn)
     synthesis.finish()
     defect = recipe.get("defect")
     rng = np.random.default_rng(rng_seed)
     if defect and defect["kind"] in ITEM_DEFECTS:
         ITEM_DEFECTS[defect["kind"]](items, rng, defect, world)
     labelled = recipe["release"].get("release", {}).get("labelled", True)
-    write_collection(target, items, with_patients=False, with_labels=labelled)
+    write_collection(target, items, with_patients=False, with_labels=labelled, encoded=encoded)
     if defect and defect["kind"] in FILE_DEFECTS:
         FILE_DEFECTS[defect["kind"]](target, rng, defect)
     (target / "release.toml").write_text(
@@ -150,8 +150,9 @@ def _build_into(world: Path) -> None:
     write_collection(world / "reference" / "train", train)
     write_collection(world / "reference" / "test", test)
 
+    drawn, encoded = {}, {}  # most releases are the demo's cohort with one defect: drawn and encoded once
     for index, name in enumerate(recipe_files()):
-        _build_release(world, name, load_recipe(name), size, seed + 100 + index)
+        _build_release(world, name, load_recipe(name), size, seed + 100 + index, drawn, encoded)
 
 
 def expected_outcome(name: str) -> dict:

@@ -21,8 +21,8 @@ class EvaluatingModel:
 
     def _model_plan(self):
         """Parse ``[model]`` now, so that a bad model config is reported before any test runs."""
-        from synthgate.models.loading import ModelSpec, ModelSpecError
-        from synthgate.models.training import ReferenceModelSpec
+        from synthgate.models.errors import ModelSpecError
+        from synthgate.models.plan import ModelSpec, ReferenceModelSpec
 
         table = self.release.model
         if not table:
@@ -47,7 +47,7 @@ class EvaluatingModel:
     @cached_property
     def training_collection(self) -> Collection:
         """The images a ``train = ...`` model learns from: the reference train's backbone part, or the source images."""
-        from synthgate.models.training import backbone_collection
+        from synthgate.models.plan import backbone_collection
 
         if self.model_plan.data == "source":
             return self.source_images
@@ -61,7 +61,7 @@ class EvaluatingModel:
     def model_card(self):
         """The evaluating model's card, read without loading (or training) the model."""
         from synthgate.models.card import ModelCard, card_path
-        from synthgate.models.training import ReferenceModelSpec, planned_card
+        from synthgate.models.plan import ReferenceModelSpec, planned_card
         from synthgate.models.weights import xrv_card
 
         plan = self.model_plan
@@ -83,7 +83,8 @@ class EvaluatingModel:
     def model(self):
         """The evaluating model, loaded (or trained on first use) only after leakage was checked."""
         from synthgate.models.loading import load_checkpoint, load_xrv_weights
-        from synthgate.models.training import ReferenceModelSpec, trained_model
+        from synthgate.models.plan import ReferenceModelSpec
+        from synthgate.models.training import trained_model
 
         plan = self.model_plan
         if isinstance(plan, ReferenceModelSpec):
@@ -95,7 +96,7 @@ class EvaluatingModel:
 
     def _checkpoint(self) -> Path | None:
         """The evaluating model's weights file, when it has one (a trained model's, trained or not yet)."""
-        from synthgate.models.training import ReferenceModelSpec, reference_checkpoint
+        from synthgate.models.plan import ReferenceModelSpec, reference_checkpoint
 
         plan = self.model_plan
         if isinstance(plan, ReferenceModelSpec):
@@ -106,7 +107,7 @@ class EvaluatingModel:
     @cached_property
     def model_id(self) -> str:
         """The evaluating model's feature-cache id, read from its checkpoint's bytes without loading it when it exists."""
-        from synthgate.models.loading import checkpoint_model_id
+        from synthgate.models.plan import checkpoint_model_id
 
         checkpoint = self._checkpoint()
         return checkpoint_model_id(checkpoint) if checkpoint is not None and checkpoint.is_file() else self.model.model_id

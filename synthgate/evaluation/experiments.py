@@ -38,14 +38,8 @@ from synthgate.measures.metrics import (
     summarise_seeds,
     unpaired_difference,
 )
-from synthgate.models.training import (
-    TrainSettings,
-    backbone_split,
-    decode_all,
-    held_out_split,
-    predict,
-    train_densenet,
-)
+from synthgate.models.plan import TrainSettings, backbone_split, held_out_split
+from synthgate.models.training import decode_all, predict, train_densenet
 
 REPORTED_METRICS = ("auroc", "accuracy", "precision", "recall", "f1")
 # The split of a model synthgate did not train (torchxrayvision weights, an outside
@@ -139,38 +133,55 @@ class Features:
     y: np.ndarray
 
 
-def fit_linear_head(
-    train: Features, seed: int, init: torch.nn.Linear | None = None, epochs: int = 300, lr: float = 0.01,
-    weight_decay: float = 1e-2,
-) -> torch.nn.Linear:
-    """A multi-label linear head on frozen features (the 'probe' learner).
+@dataclass
+class LinearHeads:
+    """Multi-label linear heads fitted side by side, one per training seed: weight (seeds, classes, d), bias (seeds, classes)."""
 
-    With ``init`` it fine-tunes with L2-SP (Li et al. 2018): weight decay pulls
-    towards the pre-trained head instead of towards zero, which is what makes
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+    @torch.no_grad()
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Sigmoid scores of every head on ``x`` (n, d): (seeds, n, classes)."""
+        return torch.sigmoid(torch.from_numpy(x) @ self.weight.transpose(1, 2) + self.bias[:, None]).numpy()
+
+
+def fit_linear_heads(
+    parts: list[Features], seeds: list[int], init: LinearHeads | None = None, epochs: int = 300, lr: float = 0.01,
+    weight_decay: float = 1e-2,
+) -> LinearHeads:
+    """Linear heads on frozen features (the 'probe' learner), one per training set of equal size and seed.
+
+    Each head starts as ``torch.nn.Linear`` does under ``torch.manual_seed(seed)`` and learns by
+    full-batch Adam from its own set, side by side with the others: each head's gradient (written
+    out) and Adam's per-element steps are those it would have alone, in one batched product per step.
+
+    With ``init`` the heads fine-tune with L2-SP (Li et al. 2018): weight decay pulls
+    towards the pre-trained heads instead of towards zero, which is what makes
     "pre-train on synthetic, then fine-tune on real" differ from training on real.
     """
-    torch.manual_seed(seed)
-    x, y = torch.from_numpy(train.x), torch.from_numpy(train.y.astype(np.float32))
-    head = torch.nn.Linear(x.shape[1], y.shape[1])
-    anchor = None
-    if init is not None:
-        head.load_state_dict(init.state_dict())
-        anchor = [p.detach().clone() for p in init.parameters()]
-    optimiser = torch.optim.Adam(head.parameters(), lr=lr)
+    x = torch.from_numpy(np.stack([part.x for part in parts]))
+    y = torch.from_numpy(np.stack([part.y for part in parts]).astype(np.float32))
+    if init is None:
+        starts = []
+        for seed in seeds:
+            torch.manual_seed(seed)
+            starts.append(torch.nn.Linear(x.shape[2], y.shape[2]))
+        weight = torch.stack([start.weight.detach() for start in starts])
+        bias = torch.stack([start.bias.detach() for start in starts])
+        centres = (torch.zeros_like(weight), torch.zeros_like(bias))
+    else:
+        weight, bias = init.weight.clone(), init.bias.clone()
+        centres = (init.weight, init.bias)
+    optimiser = torch.optim.Adam([weight, bias], lr=lr)
+    scale = 1.0 / (y.shape[1] * y.shape[2])  # the loss of each head is its mean binary cross-entropy
     for _ in range(epochs):
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(head(x), y)
-        params = list(head.parameters())
-        centres = anchor or [torch.zeros_like(p) for p in params]
-        loss = loss + weight_decay * sum(((p - c) ** 2).sum() for p, c in zip(params, centres))
-        optimiser.zero_grad()
-        loss.backward()
+        # the gradients autograd would give, written out: d(mean BCE)/d(logit) = (sigmoid(logit) - y) / (n * classes)
+        residual = (torch.sigmoid(torch.baddbmm(bias[:, None, :], x, weight.transpose(1, 2))) - y) * scale
+        weight.grad = torch.bmm(residual.transpose(1, 2), x) + 2 * weight_decay * (weight - centres[0])
+        bias.grad = residual.sum(1) + 2 * weight_decay * (bias - centres[1])
         optimiser.step()
-    return head
-
-
-@torch.no_grad()
-def _predict(head: torch.nn.Linear, x: np.ndarray) -> np.ndarray:
-    return torch.sigmoid(head(torch.from_numpy(x))).numpy()
+    return LinearHeads(weight, bias)
 
 
 def _sample(rng: np.random.Generator, n_available: int, n: int) -> np.ndarray:
@@ -190,6 +201,11 @@ class Grid:
     def fit_predict(self, framework: str, real: np.ndarray, synthetic: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Train ``framework`` on pool rows ``real`` and synthetic rows ``synthetic``: (validation, test) scores."""
         raise NotImplementedError
+
+    def fit_predict_seeds(self, framework: str, samples: list[tuple[np.ndarray, np.ndarray]],
+                          seeds: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``fit_predict`` for each seed's (real rows, synthetic rows); a learner that can train them together does."""
+        return [self.fit_predict(framework, real, synthetic, seed) for (real, synthetic), seed in zip(samples, seeds)]
 
     def cells(self) -> list[Cell]:
         n_real = {size: max(2, round(size * self.n_pool)) for size in self.spec.sizes}
@@ -226,12 +242,13 @@ class Grid:
     def _run_cell(self, cell: Cell) -> None:
         per_seed = {c: {m: [] for m in REPORTED_METRICS} for c in self.classes}
         test_scores = {c: [] for c in self.classes}
+        samples = []
         for seed in self.spec.seeds:
             rng = np.random.default_rng([seed, int(cell.size * 1000), int((cell.ratio or 0) * 1000)])
-            real = _sample(rng, self.n_pool, cell.n_real)
-            synthetic = _sample(rng, self.n_synthetic, cell.n_synthetic)
+            samples.append((_sample(rng, self.n_pool, cell.n_real), _sample(rng, self.n_synthetic, cell.n_synthetic)))
+        fitted = self.fit_predict_seeds(cell.framework, samples, list(self.spec.seeds))
+        for (real, synthetic), (val_scores, scores) in zip(samples, fitted):
             training_labels = np.concatenate([self.pool_y[real], self.synthetic_y[synthetic]])
-            val_scores, scores = self.fit_predict(cell.framework, real, synthetic, seed)
             for k, name in enumerate(self.classes):
                 if not _both_classes(training_labels[:, k]) or not _both_classes(self.synthetic_y[synthetic, k]) and cell.n_synthetic:
                     cell.problems[name] = f"the synthetic training images are all {'positive' if self.synthetic_y[synthetic, k].any() else 'negative'} for '{name}'"
@@ -258,19 +275,19 @@ class ProbeGrid(Grid):
                          test_groups)
         self.pool, self.validation, self.test, self.synthetic = pool, validation, test, synthetic
 
-    def fit_predict(self, framework, real, synthetic, seed):
-        real_part = Features(self.pool.x[real], self.pool.y[real])
-        synthetic_part = Features(self.synthetic.x[synthetic], self.synthetic.y[synthetic])
+    def fit_predict_seeds(self, framework, samples, seeds):
+        reals = [Features(self.pool.x[real], self.pool.y[real]) for real, _ in samples]
+        synthetics = [Features(self.synthetic.x[synthetic], self.synthetic.y[synthetic]) for _, synthetic in samples]
         if framework == "R":
-            head = fit_linear_head(real_part, seed)
+            heads = fit_linear_heads(reals, seeds)
         elif framework == "S":
-            head = fit_linear_head(synthetic_part, seed)
+            heads = fit_linear_heads(synthetics, seeds)
         elif framework == "R+S":
-            mixed = Features(np.concatenate([real_part.x, synthetic_part.x]), np.concatenate([real_part.y, synthetic_part.y]))
-            head = fit_linear_head(mixed, seed)
+            heads = fit_linear_heads([Features(np.concatenate([r.x, s.x]), np.concatenate([r.y, s.y]))
+                                      for r, s in zip(reals, synthetics)], seeds)
         else:
-            head = fit_linear_head(real_part, seed, init=fit_linear_head(synthetic_part, seed))
-        return _predict(head, self.validation.x), _predict(head, self.test.x)
+            heads = fit_linear_heads(reals, seeds, init=fit_linear_heads(synthetics, seeds))
+        return list(zip(heads.predict(self.validation.x), heads.predict(self.test.x)))
 
 
 class NetworkGrid(Grid):
@@ -332,9 +349,9 @@ def reference_roles(reference_train: Collection, model_card=None,
     would be overfitted. When synthgate trained the model (its card's
     ``training_fingerprint`` names the images), the split follows from the card's seed:
 
-    - trained on the reference train's backbone part (``training.backbone_split``,
+    - trained on the reference train's backbone part (``plan.backbone_split``,
       ``[model] train = "reference"``): validation is the model's own validation
-      split of that part (``training.held_out_split``), the pool is the probe pool,
+      split of that part (``plan.held_out_split``), the pool is the probe pool,
       patients the model never saw;
     - trained on the whole reference train (a checkpoint from an older synthgate):
       validation is the model's own validation split, the pool its training images,

@@ -6,7 +6,7 @@ one has the same bytes as a file of the other (file sha256), the same decoded pi
 re-encoded copy: other bytes, same picture; see :func:`synthgate.models.card.pixel_sha256`),
 or is a near-duplicate of it (moved by a few pixels, noise added): the shift-tolerant pixel
 similarity the memorisation checks use (:func:`synthgate.measures.distances.shift_tolerant_similarity`
-on :func:`synthgate.evaluation.realism.load_pixels`), above :data:`NEAR_DUPLICATE_SIMILARITY`,
+on :func:`synthgate.data.imaging.load_pixels`), above :data:`NEAR_DUPLICATE_SIMILARITY`,
 which real images of two different patients do not reach. Patients are compared where both
 sides carry patient ids of the same data set (ids of two data sets are not comparable).
 Data-set names are compared through the alias table (:mod:`synthgate.models.datasets`);
@@ -18,6 +18,7 @@ saying what the check rests on, or why a part of it could not run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from synthgate.evaluation.integrity import Offence
 from synthgate.models.card import ModelCard, SeenImage, pixel_sha256
 from synthgate.models.datasets import is_known, leakage_overlap, underlying_datasets
 from synthgate.progress import step
-from synthgate.storage import atomic_write, sha256_file
+from synthgate.storage import atomic_write, cached_table, result_key, sha256_file
 
 # The privacy checks' default limit: real images of two different patients stay below it
 # (the demo's real-vs-real maximum is about 0.89), a copy moved by a few pixels or lightly
@@ -188,10 +189,12 @@ def listed_collection(images: Sequence[SeenImage], rows: Sequence[int], name: st
 
 
 def shared_images(first: ImageSet, second: ImageSet, max_shift: int = 4, near_duplicates: bool = True,
-                  threshold: float = NEAR_DUPLICATE_SIMILARITY) -> Findings:
+                  threshold: float = NEAR_DUPLICATE_SIMILARITY, cache_dir: Path | None = None) -> Findings:
     """Images of ``second`` that are images of ``first``: same file, same pixels, or (if searched) a near-duplicate.
 
-    Each offence names the image of ``second`` and the image of ``first`` it matches.
+    Each offence names the image of ``second`` and the image of ``first`` it matches. With
+    ``cache_dir``, each image's near-duplicate search is kept by its pixels' hash (see
+    ``_near_duplicates``).
     """
     by_file, by_pixels = {}, {}
     for name, digest, pixels in zip(first.names, first.file_sha256, first.pixel_sha256):
@@ -207,7 +210,7 @@ def shared_images(first: ImageSet, second: ImageSet, max_shift: int = 4, near_du
     basis = "file sha256 and decoded-pixel sha256"
     notes = []
     if near_duplicates:
-        searched, gap = _near_duplicates(first, second, found, max_shift, threshold)
+        searched, gap = _near_duplicates(first, second, found, max_shift, threshold, cache_dir)
         if searched is not None:
             found.update(searched)
             basis += f", and near-duplicate search (pixel similarity above {threshold:g}, shifts up to {max_shift} px)"
@@ -222,11 +225,15 @@ def shared_images(first: ImageSet, second: ImageSet, max_shift: int = 4, near_du
 
 
 def _near_duplicates(first: ImageSet, second: ImageSet, found: dict[int, str], max_shift: int,
-                     threshold: float) -> tuple[dict[int, str] | None, str]:
+                     threshold: float, cache_dir: Path | None) -> tuple[dict[int, str] | None, str]:
     """Near-duplicates of ``first`` among the images of ``second`` not matched already (None if not searched),
-    and a note on the images the search could not include."""
-    from synthgate.measures.distances import shift_tolerant_similarity
+    and a note on the images the search could not include.
 
+    An image's best match depends only on its own pixels and on ``first`` (the search takes
+    each query alone), so with ``cache_dir`` it is kept by the image's pixel hash, per
+    ``first`` and shift: a release that differs from one gated before in a few images
+    searches for those few only.
+    """
     for side in (first, second):
         if side.pixels is None or not side.pixel_rows:
             return None, f"near-duplicates not searched: the images of {side.what} are not at hand"
@@ -236,14 +243,25 @@ def _near_duplicates(first: ImageSet, second: ImageSet, found: dict[int, str], m
             if len(s.pixel_rows) < len(s)]
     gap = f"near-duplicate search without {' and '.join(gaps)} (not at hand; compared by hash only)" if gaps else ""
     queries = [(position, row) for position, row in enumerate(second.pixel_rows) if row not in found]
-    result = {}
-    if queries:
-        similarity, index = shift_tolerant_similarity(
-            second.pixels[[position for position, _ in queries]], first.pixels, max_shift=max_shift)
-        for (_, row), value, match in zip(queries, similarity, index):
+    key = result_key("near-duplicates", repr(first.names), repr(first.pixel_sha256), repr(first.pixel_rows),
+                     repr(first.pixels.shape), str(max_shift))
+    with cached_table(cache_dir, "near-duplicates", key) if cache_dir else contextlib.nullcontext({}) as best:
+        pixels_of = [second.pixel_sha256[row] or f"row:{row}" for _, row in queries]  # unhashed: searched, not kept
+        todo = sorted({k for k, pixels in enumerate(pixels_of) if pixels not in best})
+        if todo:
+            from synthgate.measures.distances import shift_tolerant_similarity
+
+            similarity, index = shift_tolerant_similarity(second.pixels[[queries[k][0] for k in todo]], first.pixels,
+                                                          max_shift=max_shift)
+            best.update({pixels_of[k]: (float(value), int(match)) for k, value, match in zip(todo, similarity, index)})
+        result = {}
+        for (_, row), pixels in zip(queries, pixels_of):
+            value, match = best[pixels]
             if value > threshold:
                 result[row] = (f"a near-duplicate of {first.names[first.pixel_rows[match]]} ({first.what}): "
                                f"pixel similarity {value:.3f} > {threshold:g}")
+        for pixels in [p for p in pixels_of if p.startswith("row:")]:
+            best.pop(pixels, None)
     return result, gap
 
 

@@ -28,7 +28,7 @@ def data_set_findings(evaluation) -> dict:
     from synthgate.evaluation import leakage
 
     sets = _image_sets(evaluation, with_release=False)
-    max_shift = evaluation.release.privacy.max_shift
+    max_shift, cache = evaluation.release.privacy.max_shift, evaluation.options.cache_dir
     found: dict[str, leakage.Findings] = {}
     if "train" in sets:
         found["reference_splits_share_no_patients"] = leakage.shared_patients(sets["train"], sets["test"])
@@ -36,13 +36,13 @@ def data_set_findings(evaluation) -> dict:
                                                                           near_duplicates=False)
     if "train" in sets and "source" in sets:
         reference = sets["train"].concat(sets["test"], "reference train and test")
-        found["reference_holds_no_source_images"] = leakage.shared_images(sets["source"], reference, max_shift)
+        found["reference_holds_no_source_images"] = leakage.shared_images(sets["source"], reference, max_shift, cache_dir=cache)
         found["reference_shares_no_patients_with_source"] = leakage.shared_patients(sets["source"], reference)
 
     def against_model(model):
         if "source" not in sets:
             return {}
-        return {"model_saw_no_source_images": leakage.shared_images(sets["source"], model, max_shift),
+        return {"model_saw_no_source_images": leakage.shared_images(sets["source"], model, max_shift, cache_dir=cache),
                 "model_saw_no_source_patients": leakage.shared_patients(sets["source"], model)}
 
     found.update(_model_findings(evaluation, sets, MODEL_CHECKS[:3], against_model))
@@ -57,11 +57,13 @@ def release_findings(evaluation) -> dict:
     if evaluation.release.reference is None:  # nothing of the release's is compared with a source set alone
         return {}
     sets = _image_sets(evaluation, with_release=True)
-    max_shift = evaluation.release.privacy.max_shift
-    found = {"release_holds_no_reference_test_images": leakage.shared_images(sets["test"], sets["release"], max_shift)}
+    max_shift, cache = evaluation.release.privacy.max_shift, evaluation.options.cache_dir
+    found = {"release_holds_no_reference_test_images": leakage.shared_images(sets["test"], sets["release"], max_shift,
+                                                                             cache_dir=cache)}
 
     def against_model(model):
-        return {"release_holds_no_model_training_images": leakage.shared_images(model, sets["release"], max_shift)}
+        return {"release_holds_no_model_training_images": leakage.shared_images(model, sets["release"], max_shift,
+                                                                                cache_dir=cache)}
 
     found.update(_model_findings(evaluation, sets, MODEL_CHECKS[3:], against_model))
     return found
@@ -121,7 +123,7 @@ def _model_image_set(evaluation, sets: dict):
     and the basis of the checks that rest on its card's data-set names instead."""
     from synthgate.evaluation import leakage
     from synthgate.models.card import card_path
-    from synthgate.models.training import ReferenceModelSpec, seen_images
+    from synthgate.models.plan import ReferenceModelSpec, seen_images
 
     plan = evaluation.model_plan
     card = evaluation.model_card
@@ -147,7 +149,7 @@ def _model_image_set(evaluation, sets: dict):
     rows = leakage.images_at_hand(listed) if evaluation.release.reference is not None else []
     array = None
     if rows:
-        from synthgate.evaluation.realism import load_pixels
+        from synthgate.data.imaging import load_pixels
 
         array = load_pixels(leakage.listed_collection(listed, rows, what))
     return leakage.ImageSet.of_seen(listed, what, card.training_datasets, array, rows), ""

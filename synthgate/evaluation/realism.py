@@ -11,11 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
 from sklearn.model_selection import GroupShuffleSplit
 
 from synthgate.data.collection import Collection
-from synthgate.data.imaging import open_image, to_grey_array
 from synthgate.measures.distances import (
     detectability_auroc,
     frechet_distances,
@@ -27,32 +25,11 @@ from synthgate.measures.distances import (
 from synthgate.measures.metrics import Estimate, MeanStd
 from synthgate.measures.similarity import CopyIndex, planted_copy_recall
 
-PIXEL_SIZE = 64  # the leakage checks' pixel comparisons run at this size (their shifts are counted in these pixels)
 RESOLUTION = 128  # default size of the distribution and privacy checks' exact pixel comparisons
 WORST_PAIRS_SHOWN = 8
 FEATURE_CANDIDATES = 3  # nearest neighbours in the evaluating model's features, added to the pixel search's candidates
 PLANTED_SAMPLE = 50  # real images copied (each kind of copy) to measure the search's recall beside its verdict
 HALVINGS = 10  # patient-wise halvings of the real images behind the Frechet ratio and its interval
-
-
-def load_pixels(collection: Collection, size: int = PIXEL_SIZE, dtype=np.float32) -> np.ndarray:
-    """Every image as a (n, size, size) array in [0, 1] (16-bit scaled, not clipped)."""
-    return load_pixel_sizes(collection, {size: dtype})[size]
-
-
-def load_pixel_sizes(collection: Collection, sizes: dict[int, type]) -> dict[int, np.ndarray]:
-    """Every image at each size (area-averaged down, bilinear up), each file decoded once: size -> (n, size, size)."""
-    out = {size: np.empty((len(collection), size, size), dtype) for size, dtype in sizes.items()}
-    for k, path in enumerate(collection.paths):
-        grey, max_value = to_grey_array(open_image(path))
-        image = Image.fromarray(grey.astype(np.float32) / max_value)
-        for size, array in out.items():
-            if grey.shape == (size, size):
-                array[k] = np.asarray(image)
-            else:
-                shrink = grey.shape[0] >= size and grey.shape[1] >= size
-                array[k] = np.asarray(image.resize((size, size), Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR))
-    return out
 
 
 class Rows:

@@ -239,7 +239,7 @@ class ReleaseEvaluation(EvaluatingModel):
         """The pixel checks' images, each file decoded once: at 64 px under the set's name ("synthetic", "target",
         "reference"; the leakage checks' size) and at each exact-comparison resolution the distribution and privacy
         settings ask for under "<name>@<size>" (float16: 100k images at 128 px take 3.3 GB)."""
-        from synthgate.evaluation.realism import PIXEL_SIZE, load_pixel_sizes
+        from synthgate.data.imaging import PIXEL_SIZE, load_pixel_sizes
 
         sets = {"synthetic": self.synthetic, "target": self.realism_target[1],
                 "reference": self.reference_train.concat(self.reference_test)}

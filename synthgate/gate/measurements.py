@@ -12,7 +12,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from synthgate.measures.metrics import Estimate
+from synthgate.measures.bootstrap import Estimate
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,35 @@ _BLOCK_ELEMENTS = 1 << 22
 
 
 @dataclass(frozen=True)
+class Estimate:
+    """A point estimate with a confidence interval, and what the interval rests on.
+
+    ``n`` images (of both sets, for a difference of two sets) in ``clusters``
+    resampling units; ``resampled`` says whether the bootstrap drew whole
+    ``"patients"`` or single ``"images"``. ``positives`` and ``negatives`` count
+    the evaluated images of each class (for a difference of two sets, the
+    smaller set's count) so that a gate can refuse numbers resting on too few.
+    ``seeds`` is how many training seeds the interval draws from (None: no
+    training involved); ``dropped`` counts replicates where the metric was
+    undefined and that were left out of the interval.
+    """
+
+    value: float
+    low: float
+    high: float
+    n: int
+    positives: int | None = None
+    negatives: int | None = None
+    clusters: int | None = None
+    resampled: str = "images"
+    seeds: int | None = None
+    dropped: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+
+@dataclass(frozen=True)
 class Design:
     """How one set of images is resampled."""
 

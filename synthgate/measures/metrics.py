@@ -11,7 +11,6 @@ itself (vectorised over all replicates at once, in blocks) is in ``bootstrap``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -29,6 +28,7 @@ from sklearn.metrics import (
 from synthgate.measures.bootstrap import (
     METRICS,
     Design,
+    Estimate,
     Ranked,
     design,
     percentile_ci,
@@ -39,35 +39,6 @@ from synthgate.measures.bootstrap import (
 __all__ = ["METRICS", "Estimate", "MeanStd", "binary_metrics", "binary_metrics_rows", "bootstrap_metrics",
            "choose_threshold", "paired_auroc_difference", "paired_seed_difference", "seed_bootstrap_auroc",
            "summarise_seeds", "unpaired_difference"]
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A point estimate with a confidence interval, and what the interval rests on.
-
-    ``n`` images (of both sets, for a difference of two sets) in ``clusters``
-    resampling units; ``resampled`` says whether the bootstrap drew whole
-    ``"patients"`` or single ``"images"``. ``positives`` and ``negatives`` count
-    the evaluated images of each class (for a difference of two sets, the
-    smaller set's count) so that a gate can refuse numbers resting on too few.
-    ``seeds`` is how many training seeds the interval draws from (None: no
-    training involved); ``dropped`` counts replicates where the metric was
-    undefined and that were left out of the interval.
-    """
-
-    value: float
-    low: float
-    high: float
-    n: int
-    positives: int | None = None
-    negatives: int | None = None
-    clusters: int | None = None
-    resampled: str = "images"
-    seeds: int | None = None
-    dropped: int = 0
-
-    def __str__(self) -> str:
-        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
 
 
 class MeanStd(NamedTuple):

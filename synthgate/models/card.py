@@ -281,14 +281,12 @@ def pixel_sha256(path: Path | str) -> str | None:
 
 
 def current_library_versions() -> dict[str, str]:
-    """Versions that determine how a model was built, for its card."""
-    import torch
-
+    """Versions that determine how a model was built, for its card (read without importing torch)."""
     from synthgate import __version__
 
     return {
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": importlib.metadata.version("torch"),
         "torchxrayvision": importlib.metadata.version("torchxrayvision"),
         "synthgate": __version__,
     }

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from synthgate.models.card import ARCHITECTURE, ModelCard, card_path
 from synthgate.models.compat import import_xrv
 from synthgate.models.errors import ModelCardError, ModelLoadError, ModelSpecError, WeightsNotFoundError
+from synthgate.models.plan import ModelSpec, checkpoint_model_id, xrv_model_id
 from synthgate.models.safe_load import load_state, module_state, safe_torch_load, xrv_module_classes
 from synthgate.models.weights import (
     WEIGHTS_DIR_ENV,
@@ -34,77 +34,25 @@ from synthgate.models.weights import (
     xrv_card,
     xrv_entry,
 )
-from synthgate.storage import atomic_write, sha256_file
+from synthgate.storage import atomic_write
 
 __all__ = [
     "LoadedModel",
     "ModelCardError",
     "ModelLoadError",
-    "ModelSpec",
     "ModelSpecError",
     "WeightsNotFoundError",
     "build_densenet",
-    "checkpoint_model_id",
     "load_checkpoint",
     "load_model",
     "load_xrv_weights",
     "save_checkpoint",
-    "xrv_model_id",
 ]
-
-
-def xrv_model_id(name: str, path: Path | str) -> str:
-    """Cache id of torchxrayvision weights ``name`` stored at ``path``."""
-    return f"xrv:{name}:{sha256_file(Path(path))[:16]}"
-
-
-def checkpoint_model_id(path: Path | str) -> str:
-    """Cache id of a synthgate checkpoint: changes whenever its bytes do."""
-    return f"ckpt:{sha256_file(Path(path))[:16]}"
 
 
 def build_densenet(num_classes: int) -> torch.nn.Module:
     """A freshly initialised torchxrayvision DenseNet121 (1 input channel)."""
     return import_xrv().models.DenseNet(num_classes=num_classes, in_channels=1)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Which model to evaluate with: xrv weights by name, or a synthgate checkpoint."""
-
-    xrv: str | None = None
-    checkpoint: Path | None = None
-    weights_dir: Path | None = None  # xrv only; None = caller's default / default_weights_dir()
-
-    def __post_init__(self) -> None:
-        if (self.xrv is None) == (self.checkpoint is None):
-            raise ModelSpecError("a model spec needs exactly one of 'xrv' or 'checkpoint'")
-        if self.xrv is not None:
-            xrv_entry(self.xrv)
-        elif self.weights_dir is not None:
-            raise ModelSpecError("'weights_dir' applies only to 'xrv' weights, not to a 'checkpoint'")
-
-    @classmethod
-    def from_config(cls, table: Mapping[str, object], base_dir: Path) -> ModelSpec:
-        """Build a spec from a config table; relative paths are taken from ``base_dir``."""
-        fields = [f.name for f in dataclasses.fields(cls)]
-        for key in table:
-            if key not in fields:
-                raise ModelSpecError(f"model spec: unknown key {key!r} (expected: {', '.join(fields)})")
-        xrv = table.get("xrv")
-        if xrv is not None and not isinstance(xrv, str):
-            raise ModelSpecError(f"model spec: key 'xrv' must be a weights name, got {xrv!r}")
-
-        def as_path(key: str) -> Path | None:
-            value = table.get(key)
-            if value is None:
-                return None
-            if not isinstance(value, (str, os.PathLike)) or not str(value):
-                raise ModelSpecError(f"model spec: key {key!r} must be a path, got {value!r}")
-            path = Path(value).expanduser()
-            return path if path.is_absolute() else Path(base_dir) / path
-
-        return cls(xrv=xrv, checkpoint=as_path("checkpoint"), weights_dir=as_path("weights_dir"))
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Used for the leakage-free reference model, and for the fine-tune / from-scratch
 modes of the utility experiments. Fixed seed, validation split by patient, early
 stopping on validation AUROC, bf16 autocast + channels_last where measured faster.
-A model trained here records what it saw, image by image (:func:`seen_images`: file
+A model trained here records what it saw, image by image (:func:`synthgate.models.plan.seen_images`: file
 hash, decoded-pixel hash, patient), in a list beside its checkpoint that its card
 names and hashes, so that leakage is checked on images, not only on data-set names.
 """
@@ -12,51 +12,26 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import GroupShuffleSplit
 from torch.utils.data import DataLoader
 
-from synthgate.config.toml import Table
 from synthgate.data.collection import Collection
 from synthgate.models.card import (
-    ARCHITECTURE,
-    NORMALISATION,
-    ModelCard,
-    SeenImage,
-    current_library_versions,
-    pixel_sha256,
     save_seen_images,
     seen_images_path,
 )
 from synthgate.models.embedding import ImageFiles, forward_features
 from synthgate.models.loading import LoadedModel, build_densenet, load_checkpoint, save_checkpoint
+from synthgate.models.plan import TrainSettings, held_out_split, planned_card, reference_checkpoint, seen_images
 from synthgate.progress import step
 from synthgate.storage import exclusive
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    size: int = 64
-    epochs: int = 20
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    patience: int = 5
-    val_fraction: float = 0.2
-    seed: int = 0
-    shift: float = 0.06  # random translation, as a fraction of the image, for augmentation
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -71,38 +46,6 @@ def decode_all(collection: Collection, size: int) -> torch.Tensor:
     """Every image of the collection as one (n, 1, size, size) tensor in xrv range."""
     loader = DataLoader(ImageFiles(collection.paths, size), batch_size=256)  # decoding is not the bottleneck (see embed)
     return torch.cat(list(loader)) if len(collection) else torch.zeros((0, 1, size, size))
-
-
-def patient_split(collection: Collection, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train / validation indices with no patient on both sides."""
-    splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
-    train, val = next(splitter.split(np.zeros(len(collection)), groups=np.asarray(collection.groups)))
-    return train, val
-
-
-# Share of the reference train's patients the reference model never sees: the retraining
-# grid's real learner (R) draws from them, so that R, like S, learns from images new to
-# the backbone whose features the probe uses (no home advantage for real data).
-PROBE_POOL_FRACTION = 0.4
-
-
-def backbone_split(collection: Collection, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(backbone, probe pool) indices of a reference train, patient-wise: the model trains on the first only."""
-    return patient_split(collection, PROBE_POOL_FRACTION, seed)
-
-
-def backbone_collection(reference_train: Collection, seed: int) -> Collection:
-    """The part of a reference train the reference model learns from (``backbone_split``)."""
-    return reference_train.subset(backbone_split(reference_train, seed)[0], f"{reference_train.name} (backbone part)")
-
-
-def held_out_split(collection: Collection, settings: TrainSettings) -> tuple[np.ndarray, np.ndarray]:
-    """The (train, validation) indices ``train_densenet`` uses for ``collection`` under ``settings``.
-
-    Patient-wise; which patients are held out depends only on the set of
-    patient ids, the fraction and the seed, not on the order of the rows.
-    """
-    return patient_split(collection, settings.val_fraction, settings.seed)
 
 
 def _shift(batch: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
@@ -200,86 +143,6 @@ def _with_head(init: torch.nn.Module, outputs: int) -> torch.nn.Module:
 
 
 # --------------------------------------------------------------------------- the reference model
-
-TRAIN_DATA = ("reference", "source")
-
-
-@dataclass(frozen=True)
-class ReferenceModelSpec:
-    """``[model] train = "reference"``: synthgate trains its own DenseNet121 the first time, then reuses it."""
-
-    data: str
-    settings: TrainSettings
-
-    @classmethod
-    def from_table(cls, table: Table) -> ReferenceModelSpec:
-        data = table.get("train", str, choices=TRAIN_DATA)
-        defaults = TrainSettings()
-        settings = TrainSettings(
-            size=table.get("size", int, defaults.size),
-            epochs=table.get("epochs", int, defaults.epochs),
-            patience=table.get("patience", int, defaults.patience),
-            seed=table.get("seed", int, defaults.seed),
-        )
-        table.finish()
-        return cls(data, settings)
-
-
-def planned_card(collection: Collection, outputs: tuple[str, ...], settings: TrainSettings) -> ModelCard:
-    """The card of a model trained on ``collection``: known before training, so leakage is checked first."""
-    return ModelCard(
-        model_id=f"planned:{collection.fingerprint[:16]}",
-        architecture=ARCHITECTURE,
-        training_datasets=list(collection.datasets),
-        training_fingerprint=collection.fingerprint,
-        outputs=list(outputs),
-        input_size=settings.size,
-        normalisation=NORMALISATION,
-        validation_metrics={},
-        seed=settings.seed,
-        library_versions=current_library_versions(),
-        source=f"synthgate train-reference on {collection.name}",
-    )
-
-
-def seen_images(collection: Collection, settings: TrainSettings,
-                pixel_hashes: tuple[str | None, ...] | None = None) -> tuple[SeenImage, ...]:
-    """Every image a model trained on ``collection`` under ``settings`` sees, in the collection's order.
-
-    Its training and validation images (the patient-wise split ``train_densenet`` makes),
-    each with its file hash, decoded-pixel hash (``pixel_hashes`` if already computed),
-    patient id where the collection knows it, and path: what the card's sidecar lists.
-    """
-    try:
-        held = {int(i) for i in held_out_split(collection, settings)[1]}
-    except ValueError:  # too few patients to hold any out: train_densenet could not train on it either
-        held = set()
-    hashes = pixel_hashes if pixel_hashes is not None else tuple(pixel_sha256(p) for p in collection.paths)
-    if len(hashes) != len(collection):
-        raise ValueError(f"{len(hashes)} pixel hashes for {len(collection)} images")
-    return tuple(
-        SeenImage(
-            role="validation" if k in held else "train",
-            file_sha256=digest,
-            pixel_sha256=pixel,
-            patient_id=None if group.startswith("image:") else group,
-            path=str(path),
-        )
-        for k, (digest, pixel, group, path) in enumerate(zip(collection.digests, hashes, collection.groups, collection.paths))
-    )
-
-
-def reference_checkpoint(collection: Collection, outputs: tuple[str, ...], settings: TrainSettings,
-                         cache_dir: Path) -> Path:
-    """Where ``trained_model`` keeps the model of (images, outputs, settings, training code), trained or not yet."""
-    key = hashlib.sha256(
-        json.dumps(
-            [collection.fingerprint, list(outputs), list(collection.classes), settings.as_dict(),
-             hashlib.sha256(Path(__file__).read_bytes()).hexdigest()]
-        ).encode()
-    ).hexdigest()[:16]
-    return Path(cache_dir) / "models" / key / "densenet121.pt"
-
 
 def trained_model(
     collection: Collection,

@@ -16,7 +16,7 @@ import numpy as np
 
 from synthgate.gate.criteria import NOT_APPLICABLE_UNLABELLED
 from synthgate.gate.policy import EVERY_CLASS
-from synthgate.measures.metrics import METRICS
+from synthgate.measures.bootstrap import METRICS
 from synthgate.reporting.figures import strip
 from synthgate.reporting.paths import Places
 from synthgate.reporting.prevalence import called_positive, gather_prevalence
@@ -135,7 +135,7 @@ def _identity(evaluation, places: Places) -> dict:
 
 def _resolution(evaluation) -> dict:
     """The size each kind of check looked at the images: as delivered, the model's input, the pixel comparisons'."""
-    from synthgate.evaluation.realism import PIXEL_SIZE  # imports torch: only once there is something to report
+    from synthgate.data.imaging import PIXEL_SIZE
 
     release = evaluation.release
     return {"delivered": [release.images.width, release.images.height], "model_input": None, "pixel": PIXEL_SIZE,

@@ -6,7 +6,7 @@ is formatted here; the template (``templates/report.html.j2``) only lays it out.
 
 from __future__ import annotations
 
-from synthgate.measures.metrics import METRICS
+from synthgate.measures.bootstrap import METRICS
 from synthgate.reporting.figures import FRAMEWORK_ORDER, learning_curve_figure, prevalence_figure, roc_figure
 from synthgate.reporting.prevalence import prevalence_view
 from synthgate.reporting.sections import (

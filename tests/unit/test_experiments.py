@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from synthgate.config.settings import StatisticsSpec, UtilitySpec
 from synthgate.data.collection import Collection
@@ -13,7 +14,7 @@ from synthgate.evaluation.experiments import (
     Features,
     Grid,
     ProbeGrid,
-    fit_linear_head,
+    fit_linear_heads,
     pretrained_evaluation,
     reference_roles,
 )
@@ -68,14 +69,25 @@ def test_single_class_synthetic_data_is_reported_as_a_problem():
     assert "all positive" in cell.problems["finding"]
 
 
+def test_heads_trained_side_by_side_are_the_heads_trained_alone():
+    rng = np.random.default_rng(0)
+    first, second = make_features(120, rng), make_features(120, rng)
+    together = fit_linear_heads([first, second], seeds=[0, 7])
+    for k, (part, seed) in enumerate([(first, 0), (second, 7)]):
+        alone = fit_linear_heads([part], seeds=[seed])
+        assert torch.allclose(together.weight[k], alone.weight[0], atol=1e-5)
+        assert torch.allclose(together.bias[k], alone.bias[0], atol=1e-5)
+    assert not torch.allclose(together.weight[0], together.weight[1], atol=1e-2)
+
+
 def test_l2sp_fine_tuning_stays_near_the_pretrained_head():
     rng = np.random.default_rng(0)
-    pretrained = fit_linear_head(make_features(300, rng), seed=0)
+    pretrained = fit_linear_heads([make_features(300, rng)], seeds=[0])
     opposite = make_features(40, rng)
     opposite.y = 1 - opposite.y
-    tuned = fit_linear_head(opposite, seed=0, init=pretrained, weight_decay=1.0)
-    scratch = fit_linear_head(opposite, seed=0)
-    distance = lambda head: float((head.weight - pretrained.weight).detach().norm())  # noqa: E731
+    tuned = fit_linear_heads([opposite], seeds=[0], init=pretrained, weight_decay=1.0)
+    scratch = fit_linear_heads([opposite], seeds=[0])
+    distance = lambda heads: float((heads.weight - pretrained.weight).norm())  # noqa: E731
     assert distance(tuned) < distance(scratch)
 
 
@@ -100,7 +112,7 @@ def test_network_grid_finetunes_and_trains_from_scratch(tmp_path):
     from synthgate.demo.cohort import Item, write_collection
     from synthgate.evaluation.experiments import NetworkGrid
     from synthgate.models.loading import LoadedModel, build_densenet
-    from synthgate.models.training import TrainSettings, planned_card
+    from synthgate.models.plan import TrainSettings, planned_card
 
     def collection(name, n, offset):
         items = [
@@ -191,9 +203,29 @@ def _train_collection(n_patients, images_per_patient=3, name="train", offset=0):
                       classes=("finding",), groups=groups)
 
 
+@pytest.mark.parametrize("fraction", [0.2, 0.4, 0.5])
+@pytest.mark.parametrize("seed", [0, 3, 20261121])
+def test_patient_split_is_scikit_learns_group_shuffle_split(fraction, seed):
+    """Written out so that a warm gate run need not import scikit-learn: it must stay that split, row for row."""
+    from sklearn.model_selection import GroupShuffleSplit
+
+    from synthgate.models.plan import patient_split
+
+    rng = np.random.default_rng(seed)
+    groups = tuple(f"p{k}" for k in rng.integers(0, 57, size=150))  # patients with 0..n images, rows unordered
+    collection = Collection(name="x", datasets=("x",), paths=tuple(Path(f"{k}.png") for k in range(150)),
+                            digests=tuple(f"{k:064x}" for k in range(150)), labels=np.zeros((150, 0), dtype=np.int64),
+                            classes=(), groups=groups)
+    expected = next(GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed).split(groups, groups=groups))
+    ours = patient_split(collection, fraction, seed)
+    assert [list(part) for part in ours] == [list(part) for part in expected]
+    with pytest.raises(ValueError, match="too few"):
+        patient_split(collection.subset(np.flatnonzero(np.asarray(groups) == groups[0])), fraction, seed)
+
+
 def test_real_learner_never_trains_on_what_the_reference_model_saw():
     """No home advantage: R's pool is the probe pool, patients the backbone never saw; validation is its own."""
-    from synthgate.models.training import TrainSettings, backbone_collection, backbone_split, held_out_split, planned_card
+    from synthgate.models.plan import TrainSettings, backbone_collection, backbone_split, held_out_split, planned_card
 
     train = _train_collection(40)
     backbone = backbone_collection(train, seed=3)
@@ -213,7 +245,7 @@ def test_real_learner_never_trains_on_what_the_reference_model_saw():
 
 
 def test_a_model_trained_on_the_whole_reference_train_is_reported_as_a_home_advantage():
-    from synthgate.models.training import TrainSettings, held_out_split, planned_card
+    from synthgate.models.plan import TrainSettings, held_out_split, planned_card
 
     train = _train_collection(40)
     roles = reference_roles(train, planned_card(train, ("finding",), TrainSettings(seed=3)))
@@ -224,7 +256,7 @@ def test_a_model_trained_on_the_whole_reference_train_is_reported_as_a_home_adva
 
 
 def test_threshold_split_excludes_what_a_model_trained_on_source_images_saw():
-    from synthgate.models.training import TrainSettings, held_out_split, planned_card
+    from synthgate.models.plan import TrainSettings, held_out_split, planned_card
 
     train = _train_collection(40)
     source = _train_collection(30, name="train", offset=45)  # patients p15..p44: half are also in the reference train

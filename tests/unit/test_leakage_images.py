@@ -34,7 +34,7 @@ from synthgate.models.card import (
     seen_images_path,
 )
 from synthgate.models.errors import ModelCardError
-from synthgate.models.training import TrainSettings, seen_images
+from synthgate.models.plan import TrainSettings, seen_images
 from synthgate.storage import fingerprint, sha256_file
 
 CLASS = "soft tissue mass"
@@ -297,16 +297,39 @@ def test_a_reencoded_reference_test_image_in_the_release_is_caught_by_its_pixels
     assert f"the same decoded pixels as {original}" in offence.problem and "re-encoded" in offence.problem
 
 
-def test_a_changed_release_redoes_only_its_own_comparisons(world):
+def test_a_changed_release_redoes_only_its_own_comparisons(world, monkeypatch):
     """The data sets' comparisons (reference splits, source, the model's images) are cached apart from the release's:
-    a new or changed release reuses them, and still has its own images compared."""
+    a new or changed release reuses them, and still has its own images compared; the near-duplicate search
+    looks at the images it has not seen before only, and finds what a search of every image finds."""
+    from synthgate.measures import distances
+
     assert not offending(evaluate(world))
+    searched = []
+    search = distances.shift_tolerant_similarity
+
+    def counted(queries, references, **options):
+        searched.append(len(queries))
+        return search(queries, references, **options)
+
+    monkeypatch.setattr(distances, "shift_tolerant_similarity", counted)
+    original = np.asarray(Image.open(world / "test" / "images/t003.png")).astype(np.float32)
+    moved = np.clip(np.roll(original, (2, -1), axis=(0, 1)) + 1.5, 0, 255).astype(np.uint8)
+    Image.fromarray(moved).save(world / "release" / "images/moved.png")
     reencode(world / "test" / "images/t002.png", world / "release" / "images/reencoded.png")
-    add_rows(world / "release", [{"path": "images/reencoded.png", CLASS: 0}])
-    assert set(offending(evaluate(world))) == {"release_holds_no_reference_test_images"}
+    add_rows(world / "release", [{"path": "images/reencoded.png", CLASS: 0}, {"path": "images/moved.png", CLASS: 1}])
+    found = offending(evaluate(world))
+    assert set(found) == {"release_holds_no_reference_test_images"}
+    assert {Path(o.file).name for o in found["release_holds_no_reference_test_images"]} == {"reencoded.png", "moved.png"}
+    # the two new images: against the reference test only the moved one (the re-encoded one matched by its pixel
+    # hash), against the model's images both; none of the ten the release held before
+    assert searched == [1, 2]
     results = world / "cache" / "results"
     assert len(list((results / "leakage-data-sets").glob("*.pkl"))) == 1  # computed for the first release, reused
     assert len(list((results / "leakage").glob("*.pkl"))) == 2
+    shutil.rmtree(results / "leakage")
+    shutil.rmtree(results / "near-duplicates")
+    searched.clear()
+    assert offending(evaluate(world)) == found and searched == [11, 12]  # a whole search finds what the cache gave
 
 
 def test_a_shifted_and_noised_reference_test_image_in_the_release_is_caught_as_a_near_duplicate(world):

@@ -17,15 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from synthgate.models import loading, safe_load, weights
+from synthgate.models import loading, plan, safe_load, weights
 from synthgate.models.card import ARCHITECTURE, NORMALISATION, ModelCard, card_path
-from synthgate.models.loading import (
-    ModelCardError,
-    ModelLoadError,
-    ModelSpec,
-    ModelSpecError,
-    WeightsNotFoundError,
-)
+from synthgate.models.errors import ModelCardError, ModelLoadError, ModelSpecError, WeightsNotFoundError
+from synthgate.models.plan import ModelSpec
 from synthgate.models.weights import XRV_WEIGHTS
 from synthgate.storage import fingerprint, sha256_file
 
@@ -213,7 +208,7 @@ def test_checkpoint_round_trip(checkpoint, images, expected):
 
     loaded = loading.load_model(ModelSpec.from_config({"checkpoint": path.name}, path.parent))
 
-    assert saved.model_id == loaded.model_id == loading.checkpoint_model_id(path)
+    assert saved.model_id == loaded.model_id == plan.checkpoint_model_id(path)
     assert loaded.card == saved == ModelCard.load(path.parent / "model.pt.card.json")
     assert loaded.outputs == make_card().outputs
     with torch.no_grad():
