@@ -21,7 +21,8 @@ import pytest
 
 MEASUREMENTS_ENV = "SYNTHGATE_STUDY_MEASUREMENTS"
 # Release-level criteria of the gate policy -> the names the study's results use for their limits.
-LIMITS = {"frechet_distance_near_real_baseline": "frechet_ratio_max", "not_detectable_as_synthetic": "detectability_auroc_max",
+LIMITS = {"frechet_distance_near_real_baseline": "frechet_ratio_max", "frechet_within_real_spread": "frechet_real_spreads_max",
+          "not_detectable_as_synthetic": "detectability_auroc_max",
           "no_mode_collapse": "duplicate_fraction_max"}
 
 
@@ -53,7 +54,8 @@ def measurements(config: pytest.Config) -> dict:
         limits = {LIMITS[r.criterion]: r.bound for r in gate.requirements if r.class_name is None and r.criterion in LIMITS}
         out["distribution"] = {
             "limits": limits, "target": d.target, "n_synthetic": d.n_synthetic, "n_real": d.n_real,
-            "frechet": {k: {"synthetic": c.synthetic, "baseline": c.baseline, "ratio": c.ratio} for k, c in d.frechet.items()},
+            "frechet": {k: {"synthetic": c.synthetic, "baseline": c.baseline, "ratio": c.ratio,
+                            "real_interval": list(c.baseline_interval)} for k, c in d.frechet.items()},
             "detectability": [d.detectability.value, d.detectability.low, d.detectability.high],
             "baseline_detectability": [d.baseline_detectability.value, d.baseline_detectability.low, d.baseline_detectability.high],
             "duplicate_fraction": {"synthetic": d.duplicate_fraction.synthetic, "baseline": d.duplicate_fraction.baseline},

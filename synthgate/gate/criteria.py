@@ -143,6 +143,10 @@ _ENTRIES = (
                "minus real only (full size or the largest the release fills)", m.versus_real("S->R"), DIFFERENCE),
     _limit("frechet_distance_near_real_baseline", "distribution", "Frechet distance to the real images, as a multiple "
            "of the real-vs-real distance", m.frechet_ratio, (1.0, 100.0), "1.0 by construction (real half vs real half)"),
+    _limit("frechet_within_real_spread", "distribution", "Frechet distance to the real images: its ratio to the "
+           "real-vs-real distance minus 1, in units of how far above 1 a real half's ratio goes (the upper end of "
+           "its 95% range over patient-wise halvings)", m.frechet_in_real_spreads, (0.5, 100.0),
+           "0 for a perfect stand-in, at most 1 for a real half"),
     _limit("not_detectable_as_synthetic", "distribution", "AUROC of a classifier telling synthetic from real images "
            "(0.5 = indistinguishable)", m.detectability, (0.5, 1.0), "the same classifier on two halves of the real images"),
     _limit("no_mode_collapse", "distribution", "fraction of synthetic images with a near-duplicate among the synthetic "

@@ -210,6 +210,24 @@ def frechet_ratio(evaluation, class_name=None) -> Measurement:
                             f"{len(overall.baseline_runs)} patient-wise halvings of the real images")
 
 
+def frechet_in_real_spreads(evaluation, class_name=None) -> Measurement:
+    """The Frechet ratio's excess over 1 in units of a real half's: (ratio - 1) / (upper end of the range a real
+    half spans - 1). A perfect stand-in measures about 0 and a real half at most 1, whatever the sample sizes, so
+    a limit in these units is a multiple of the real-vs-real interval rather than a fixed ratio."""
+    overall = evaluation.distribution.frechet["all"]
+    real_low, real_high = overall.baseline_interval
+    spread = real_high - 1
+    if not spread > 0:
+        return Measurement.missing(f"the real halves' Frechet distances do not vary (a real half spans "
+                                   f"{real_low:.2f}-{real_high:.2f} of their median): no unit to measure in")
+    low, high = overall.ratio_interval
+    ratio = frechet_ratio(evaluation)
+    return dataclasses.replace(ratio, value=(overall.ratio - 1) / spread, low=(low - 1) / spread,
+                               high=(high - 1) / spread, baseline=1.0,
+                               baseline_text=f"Frechet ratio {overall.ratio:.2f} [{low:.2f}, {high:.2f}]; a real half "
+                                             f"spans {real_low:.2f}-{real_high:.2f}, so one unit is {spread:.2f}")
+
+
 def detectability(evaluation, class_name=None) -> Measurement:
     distribution = evaluation.distribution
     baseline = distribution.baseline_detectability

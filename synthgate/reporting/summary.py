@@ -24,7 +24,8 @@ CRITERION_FIELDS = ("id", "key", "name", "kind", "family", "class", "description
                     "judged_on", "judged_value", "problem", "note", "details_count", "details", "resolution", "outcome",
                     "message")
 # What each check looked at: files as delivered, the model's input, or the pixel comparisons' size.
-MODEL_FEATURES = ("frechet_distance_near_real_baseline", "not_detectable_as_synthetic", "predicted_prevalence_difference")
+MODEL_FEATURES = ("frechet_distance_near_real_baseline", "frechet_within_real_spread", "not_detectable_as_synthetic",
+                  "predicted_prevalence_difference")
 PIXEL_SIMILARITY = {"no_mode_collapse": "duplicate", "no_memorised_training_images": "memorisation",
                     "no_copies_of_reference_images": "memorisation"}
 

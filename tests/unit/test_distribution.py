@@ -124,6 +124,31 @@ def test_a_stand_in_drawn_from_the_real_distribution_has_a_frechet_ratio_near_1_
     assert np.array_equal(again.synthetic_runs, shifted.synthetic_runs)  # seeded
 
 
+def test_the_frechet_limit_in_real_spreads_scales_with_how_much_real_halves_vary():
+    """A stand-in from the real distribution measures about 0 units, a shifted set many; the unit is how far a real
+    half goes above the median, so fewer real images (a wider real range) give a wider allowance, not a false block."""
+    from types import SimpleNamespace
+
+    from synthgate.evaluation.realism import FrechetComparison, frechet_over_halvings
+    from synthgate.gate.criteria import REGISTRY
+    from synthgate.gate.measurements import frechet_in_real_spreads
+
+    def measured(comparison):
+        distribution = SimpleNamespace(frechet={"all": comparison}, n_synthetic=100, target="real images")
+        return frechet_in_real_spreads(SimpleNamespace(distribution=distribution))
+
+    for n_real in (400, 120):
+        real = _gauss(n_real, 16, 1)
+        stand_in = measured(frechet_over_halvings(_gauss(300, 16, 2), real, _one_image_patients(n_real), seed=0))
+        shifted = measured(frechet_over_halvings(_gauss(300, 16, 2, shift=0.5), real, _one_image_patients(n_real), seed=0))
+        assert abs(stand_in.value) < 0.5 and stand_in.low < 0 < stand_in.high, (n_real, stand_in)
+        assert shifted.low > 2, (n_real, shifted)
+        assert stand_in.baseline == 1.0 and "a real half spans" in stand_in.baseline_text
+    flat = measured(FrechetComparison(np.array([2.0, 2.0, 2.0]), np.array([1.0, 1.0, 1.0])))
+    assert flat.value is None and "do not vary" in flat.problem  # no unit: cannot be judged, never a pass
+    assert REGISTRY["frechet_within_real_spread"].measure is frechet_in_real_spreads
+
+
 def test_kid_matches_brute_force_unbiased_mmd():
     x, y = _gauss(30, 5, 5), _gauss(30, 5, 6, shift=0.5)
     result = kid(x, y, subsets=1, subset_size=30)  # the whole sets, in some order

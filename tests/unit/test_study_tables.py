@@ -26,3 +26,13 @@ def test_results_table_lists_threshold_criteria_and_release_level_numbers():
     assert "| kermany-standin | cleared | **cleared** | - | yes |" in text
     assert "| test_pretrained_auroc[pneumonia] | 0.996 [0.994, 0.998] | point | 0.900 | passed |" in text
     assert "detectability AUROC (real vs real: 0.518 [0.482, 0.556]) | 0.498 [0.475, 0.521]" in text
+
+
+def test_the_frechet_row_counts_in_real_halves_spreads_where_the_results_record_them():
+    results = copy.deepcopy(json.loads(RESULTS.read_text()))
+    standin = next(r for r in results["releases"] if r["name"] == "kermany-standin")
+    distribution = standin["measurements"]["distribution"]
+    distribution["frechet"]["all"].update(ratio=1.5, real_interval=[0.8, 1.25])
+    distribution["limits"]["frechet_real_spreads_max"] = 2.0
+    text = tables.markdown(results, {})
+    assert "in units of a real half's (0.25) | 2.00 (ratio 1.50) | point | at most 2 |" in text

@@ -130,7 +130,7 @@ def test_the_evaluation_of_an_unlabelled_release_carries_no_labels(tmp_path):
 
 def test_the_registry_marks_exactly_the_label_based_criteria():
     assert {name for name, spec in REGISTRY.items() if not applies_unlabelled(spec)} >= LABEL_BASED
-    for name in ("predicted_prevalence_difference", "frechet_distance_near_real_baseline",
+    for name in ("predicted_prevalence_difference", "frechet_within_real_spread", "frechet_distance_near_real_baseline",
                  "not_detectable_as_synthetic", "no_mode_collapse", "no_memorised_training_images",
                  "no_copies_of_reference_images", "images_decode", "labels_in_vocabulary"):
         assert applies_unlabelled(REGISTRY[name]), name
@@ -147,7 +147,7 @@ def test_label_based_criteria_are_not_applicable_to_an_unlabelled_release_and_th
     skipped = not_applicable(policy, release)
     assert all(applies_unlabelled(r.spec) for r in requirements(policy, release))
     assert {f"predicted_prevalence_difference[{c}]" for c in CLASSES} <= required
-    assert {"frechet_distance_near_real_baseline", "not_detectable_as_synthetic", "no_mode_collapse",
+    assert {"frechet_within_real_spread", "not_detectable_as_synthetic", "no_mode_collapse",
             "no_copies_of_reference_images", "images_decode", "labels_in_vocabulary"} <= required
     assert "class_minimum_counts" not in required
     assert skipped and all(not applies_unlabelled(r.spec) for r in skipped)
