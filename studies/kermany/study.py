@@ -136,21 +136,27 @@ def load_study(file: Path | None = None, size: int | None = None, patients: floa
         if defect is not None and defect.get("kind") not in DEFECTS:
             raise entry.error("defect.kind", f"{defect.get('kind')!r} is not one of {sorted(DEFECTS)}")
         expect = _expect(entry)
-        per_profile = entry.table("profiles", {})  # where a check's outcome depends on the scale
+        per_profile = entry.table("profiles", {})  # where a check's outcome depends on the scale, or it cannot run
+        skipped = False
         for profile_name in list(per_profile.data):
             if profile_name not in profiles.data:
                 raise per_profile.error(profile_name, f"no such profile (found: {', '.join(profiles.data) or 'none'})")
             own = per_profile.table(profile_name)
-            if profile_name == profile:
+            if own.get("skip", bool, False):  # e.g. a delivery larger than the profile's held-back images
+                skipped = skipped or profile_name == profile
+            elif profile_name == profile:
                 expect = _expect(own)
-            _expect(own)
+            else:
+                _expect(own)
             own.finish()
         images = entry.get("images", int, None)  # a smaller delivery: at most this many of the held-back images
         if images is not None and images < 1:
             raise entry.error("images", f"must be at least 1, got {images}")
-        releases[release_name] = {"description": entry.get("description", str), "defect": defect, "expect": expect,
-                                  "labelled": entry.get("labelled", bool, True), "images": images}
+        release = {"description": entry.get("description", str), "defect": defect, "expect": expect,
+                   "labelled": entry.get("labelled", bool, True), "images": images}
         entry.finish()
+        if not skipped:
+            releases[release_name] = release
     table.finish()
     top.finish()
     return Study(file, name, seed, size, patients, tuple(chosen["gate_args"]), policy_file, data_ref, fractions, source_dataset,

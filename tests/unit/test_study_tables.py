@@ -36,3 +36,15 @@ def test_the_frechet_row_counts_in_real_halves_spreads_where_the_results_record_
     distribution["limits"]["frechet_real_spreads_max"] = 2.0
     text = tables.markdown(results, {})
     assert "in units of a real half's (0.25) | 2.00 (ratio 1.50) | point | at most 2 |" in text
+
+
+def test_a_release_skipped_in_a_profile_is_left_out_of_it_only():
+    """The deliveries larger than the CI profile's held-back images run in the full study only."""
+    from kermany import study
+
+    data = REPO / "studies" / "kermany"  # the data folder is not read when the study file is loaded
+    ci = study.load_study(profile="ci", data=data)
+    full = study.load_study(data=data)
+    assert {"kermany-standin-500", "kermany-standin-1000", "kermany-shuffled-labels"} <= set(full.releases)
+    assert not {"kermany-standin-500", "kermany-standin-1000", "kermany-shuffled-labels"} & set(ci.releases)
+    assert set(ci.releases) < set(full.releases) and full.releases["kermany-standin-1000"]["images"] == 1000
