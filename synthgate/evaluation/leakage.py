@@ -245,23 +245,23 @@ def _near_duplicates(first: ImageSet, second: ImageSet, found: dict[int, str], m
     queries = [(position, row) for position, row in enumerate(second.pixel_rows) if row not in found]
     key = result_key("near-duplicates", repr(first.names), repr(first.pixel_sha256), repr(first.pixel_rows),
                      repr(first.pixels.shape), str(max_shift))
-    with cached_table(cache_dir, "near-duplicates", key) if cache_dir else contextlib.nullcontext({}) as best:
-        pixels_of = [second.pixel_sha256[row] or f"row:{row}" for _, row in queries]  # unhashed: searched, not kept
-        todo = sorted({k for k, pixels in enumerate(pixels_of) if pixels not in best})
+    with cached_table(cache_dir, "near-duplicates", key) if cache_dir else contextlib.nullcontext({}) as kept:
+        hashes = [second.pixel_sha256[row] for _, row in queries]  # None: no pixel hash, searched and not kept
+        todo = [k for k, pixels in enumerate(hashes) if pixels is None or pixels not in kept]
+        searched = {}
         if todo:
             from synthgate.measures.distances import shift_tolerant_similarity
 
             similarity, index = shift_tolerant_similarity(second.pixels[[queries[k][0] for k in todo]], first.pixels,
                                                           max_shift=max_shift)
-            best.update({pixels_of[k]: (float(value), int(match)) for k, value, match in zip(todo, similarity, index)})
-        result = {}
-        for (_, row), pixels in zip(queries, pixels_of):
-            value, match = best[pixels]
-            if value > threshold:
-                result[row] = (f"a near-duplicate of {first.names[first.pixel_rows[match]]} ({first.what}): "
-                               f"pixel similarity {value:.3f} > {threshold:g}")
-        for pixels in [p for p in pixels_of if p.startswith("row:")]:
-            best.pop(pixels, None)
+            searched = {k: (float(value), int(match)) for k, value, match in zip(todo, similarity, index)}
+            kept.update({hashes[k]: found for k, found in searched.items() if hashes[k] is not None})
+    result = {}
+    for k, (_, row) in enumerate(queries):
+        value, match = searched[k] if k in searched else kept[hashes[k]]
+        if value > threshold:
+            result[row] = (f"a near-duplicate of {first.names[first.pixel_rows[match]]} ({first.what}): "
+                           f"pixel similarity {value:.3f} > {threshold:g}")
     return result, gap
 
 
