@@ -16,17 +16,22 @@ at that size), stage by stage on one ``ReleaseEvaluation`` with an empty cache:
 
 Each stage's wall time, CPU time and the process's peak memory (RSS sampled every
 2 ms above the level at its start) go to ``bench/results/scale-<device>.json``.
-Building the world is timed apart (rendering is the benchmark's cost, not the gate's).
+Building the world is timed apart (rendering is the benchmark's cost, not the gate's);
+``--worlds DIR --build-only`` renders them ahead (``build_s`` is then null in the record
+of the run that gates them), and every gate still starts from an empty cache.
 
     .venv/bin/python bench/scale.py --threads 1                     # 1k and 3k at 64 and 128 px
     .venv/bin/python bench/scale.py --sizes 10000 --resolutions 128 --device cuda
+    .venv/bin/python bench/scale.py --sizes 3000 --worlds DIR --build-only  # render now, gate later
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
+import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -42,6 +47,8 @@ from synthgate.evaluation.release_evaluation import GateOptions, ReleaseEvaluati
 from synthgate.gate import policy as gate_policy
 
 SOURCE_FACTOR = 3  # the generator's source images per release image
+PARTS = ("source", "release", "reference/train", "reference/test")
+BUILT = "built"  # written into a kept world's folder once every image is on disk
 STAGES = ("integrity", "leakage", "model", "features", "pretrained", "prevalence", "utility", "distribution", "privacy")
 
 
@@ -66,16 +73,24 @@ def collection(folder: Path, site: str, n_images: int, seed: int, prefix: str, p
                              *(int(name in spec.findings) for name in sites.FINDINGS)])
 
 
-def build_world(root: Path, n: int, n_reference: int, workers: int) -> dict:
+def build_world(root: Path, n: int, n_reference: int, workers: int) -> None:
     with ProcessPoolExecutor(max_workers=workers) as pool:
         collection(root / "source", "site-a", SOURCE_FACTOR * n, 1, "src", pool)
         collection(root / "release", "site-a", n, 2, "syn", pool, with_patients=False)
         collection(root / "reference" / "train", "site-b", n_reference * 2 // 3, 3, "ref", pool)
         collection(root / "reference" / "test", "site-b", n_reference // 3, 4, "tst", pool)
-    counts = {}
-    for part in ("source", "release", "reference/train", "reference/test"):
-        counts[part] = sum(1 for _ in (root / part / "images").iterdir())
-    return counts
+
+
+@contextlib.contextmanager
+def world_folder(worlds: Path | None, n: int):
+    """Where the world of ``n`` images lives: kept under ``worlds`` (built once, reused), else a temporary folder."""
+    if worlds is None:
+        with tempfile.TemporaryDirectory(prefix=f"synthgate-scale-{n}-") as folder:
+            yield Path(folder)
+    else:
+        root = worlds / f"world-{n}"
+        root.mkdir(parents=True, exist_ok=True)
+        yield root
 
 
 def release_toml(resolution: int) -> str:
@@ -156,22 +171,35 @@ def main() -> None:
     parser.add_argument("--resolutions", default="64,128", help="model input and pixel-check sizes")
     parser.add_argument("--reference", type=int, default=900, help="reference images (2/3 train, 1/3 test)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes rendering the world")
+    parser.add_argument("--worlds", type=Path, help="keep the built worlds here and reuse them (default: temporary)")
+    parser.add_argument("--build-only", action="store_true", help="build the worlds into --worlds and stop")
     add_run_options(parser, "scale", "cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    if args.build_only and args.worlds is None:
+        parser.error("--build-only needs --worlds (where the worlds are kept)")
     device, run = start_run(args, "scale")
     os.environ.setdefault("SYNTHGATE_PROGRESS", "0")  # the stages are logged here
     results = {}
     for n in (int(v) for v in args.sizes.split(",") if v):
-        with tempfile.TemporaryDirectory(prefix=f"synthgate-scale-{n}-") as folder:
-            root = Path(folder)
-            log(f"building a world of {n} release images at 512 px")
-            start = time.perf_counter()
-            counts = build_world(root, n, args.reference, args.workers)
-            entry = {"images": counts, "build_s": round(time.perf_counter() - start, 1), "resolutions": {}}
+        with world_folder(args.worlds, n) as root:
+            entry = {"images": None, "build_s": None, "resolutions": {}}
+            if not (root / BUILT).exists():
+                log(f"building a world of {n} release images at 512 px in {root}")
+                start = time.perf_counter()
+                build_world(root, n, args.reference, args.workers)
+                entry["build_s"] = round(time.perf_counter() - start, 1)
+                (root / BUILT).write_text("")
+            entry["images"] = {part: sum(1 for _ in (root / part / "images").iterdir()) for part in PARTS}
+            if args.build_only:
+                continue
             for resolution in (int(v) for v in args.resolutions.split(",") if v):
                 log(f"gating {n} images at {resolution} px")
-                entry["resolutions"][resolution] = gate_stages(root, resolution, device, root / f"cache-{resolution}")
+                cache = root / f"cache-{resolution}"
+                shutil.rmtree(cache, ignore_errors=True)  # every gate here is a first run
+                entry["resolutions"][resolution] = gate_stages(root, resolution, device, cache)
             results[n] = entry
+    if args.build_only:
+        return
     run.save(args.out, vars(args), results, notes=[
         "Each size and resolution gated once with an empty cache: the first run a delivery meets.",
         f"Release n images, generator source {SOURCE_FACTOR}n, reference {args.reference} (site B), all 512 px.",

@@ -121,6 +121,32 @@ def scale(record: dict) -> list[str]:
     return rows
 
 
+def protocols(record: dict) -> list[str]:
+    labels = ("probe, policy grid", "probe", "finetune")
+    rows = ["| release | criterion | " + " | ".join(f"{label}: point (interval) outcome" for label in labels) + " |",
+            "|---|---|" + "---|" * len(labels)]
+
+    def cell(criterion: dict | None) -> str:
+        if criterion is None:
+            return "not run"
+        value = criterion["value"]
+        shown = "-" if value is None else f"{value:.3f}"
+        interval = f" ({criterion['ci_low']:.3f}, {criterion['ci_high']:.3f})" if criterion["ci_low"] is not None else ""
+        return f"{shown}{interval} {criterion['outcome']}"
+
+    times = []
+    for release, entry in record["results"].items():
+        runs = entry["runs"]
+        name = Path(release).name
+        for key in sorted({k for run in runs.values() for k in run["criteria"]}):
+            rows.append(f"| {name} | {key} | " + " | ".join(cell(runs[label]["criteria"].get(key)) for label in labels) + " |")
+        same = entry["probe_vs_finetune"]["same_outcomes"]
+        times.append(f"| {name} | " + " | ".join(f"{runs[label]['wall_s']:.0f}" for label in labels)
+                     + f" | {'yes' if same else 'no: ' + ', '.join(entry['probe_vs_finetune']['differ'])} |")
+    return rows + ["", "| release | " + " | ".join(f"{label} s" for label in labels) + " | probe and finetune agree |",
+                   "|---|" + "---|" * (len(labels) + 1), *times]
+
+
 def main() -> None:
     files = [Path(a) for a in sys.argv[1:]] or sorted(RESULTS.glob("*.json"))
     for path in files:

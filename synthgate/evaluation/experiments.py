@@ -40,6 +40,7 @@ from synthgate.measures.metrics import (
 )
 from synthgate.models.plan import TrainSettings, backbone_split, held_out_split
 from synthgate.models.training import decode_all, predict, train_densenet
+from synthgate.progress import step
 
 REPORTED_METRICS = ("auroc", "accuracy", "precision", "recall", "f1")
 # The split of a model synthgate did not train (torchxrayvision weights, an outside
@@ -301,22 +302,21 @@ class NetworkGrid(Grid):
         self.size = model.card.input_size
         self.images = {name: decode_all(c, self.size) for name, c in splits.items() if name in ("validation", "test")}
 
-    def _train(self, collection: Collection, seed: int, init) -> torch.nn.Module:
+    def _train(self, collection: Collection, seed: int, init, what: str) -> torch.nn.Module:
+        """One whole-network training: minutes on CPU, so each shows its own progress (epochs)."""
         settings = TrainSettings(size=self.size, seed=seed, epochs=self.spec.epochs)
-        return train_densenet(collection, settings, self.device, init=init).model
+        with step(f"{self.spec.mode}: {what} ({len(collection):,} images, seed {seed})", total=settings.epochs,
+                  unit="epoch") as progress:
+            return train_densenet(collection, settings, self.device, init=init, on_epoch=progress.advance).model
 
     def fit_predict(self, framework, real, synthetic, seed):
-        real_part = self.splits["pool"].subset(real)
-        synthetic_part = self.splits["synthetic"].subset(synthetic)
+        real_part, synthetic_part = self.splits["pool"].subset(real), self.splits["synthetic"].subset(synthetic)
         init = self.model.module if self.spec.mode == "finetune" else None
-        if framework == "R":
-            model = self._train(real_part, seed, init)
-        elif framework == "S":
-            model = self._train(synthetic_part, seed, init)
-        elif framework == "R+S":
-            model = self._train(real_part.concat(synthetic_part), seed, init)
-        else:
-            model = self._train(real_part, seed, self._train(synthetic_part, seed, init))
+        if framework == "S->R":  # pre-trained on the synthetic images, then fine-tuned on the real ones
+            init = self._train(synthetic_part, seed, init, "S->R, pre-training on synthetic")
+        training = (real_part.concat(synthetic_part) if framework == "R+S"
+                    else {"R": real_part, "S": synthetic_part, "S->R": real_part}[framework])
+        model = self._train(training, seed, init, framework)
         return tuple(predict(model, self.images[name], self.device) for name in ("validation", "test"))
 
 

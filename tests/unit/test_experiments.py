@@ -103,8 +103,11 @@ def test_pretrained_evaluation_flags_a_release_without_negatives():
     assert result.synthetic is None and "every synthetic image is positive" in result.problem
 
 
-def test_network_grid_finetunes_and_trains_from_scratch(tmp_path):
-    """The finetune and scratch learners run end to end on images (tiny, one epoch: plumbing, not accuracy)."""
+def test_network_grid_finetunes_and_trains_from_scratch(tmp_path, monkeypatch, capfd):
+    """The finetune and scratch learners run end to end on images (tiny, one epoch: plumbing, not accuracy).
+
+    Each whole-network training takes minutes on CPU, so each says so while it runs.
+    """
     import dataclasses
 
     from synthgate.data.loading import from_manifest
@@ -127,12 +130,17 @@ def test_network_grid_finetunes_and_trains_from_scratch(tmp_path):
               "test": collection("test", 8, 200), "synthetic": collection("syn", 16, 300)}
     card = planned_card(splits["pool"], ("Effusion",), TrainSettings(size=32))
     model = LoadedModel(build_densenet(1).eval(), card, ["Effusion"], "test-model")
+    monkeypatch.delenv("SYNTHGATE_PROGRESS", raising=False)
     for mode in ("finetune", "scratch"):
         spec = UtilitySpec(mode=mode, ratios=(1.0,), sizes=(1.0,), seeds=(0,), epochs=1)
         cells = NetworkGrid(splits, model, spec, StatisticsSpec(n_boot=100), __import__("torch").device("cpu")).run()
         assert {c.framework for c in cells} == {"R", "R+S", "S", "S->R"}
         assert all(len(c.test_scores["effusion"]) == 8 for c in cells)
         assert all(dataclasses.asdict(c.auroc_ci["effusion"])["n"] == 8 for c in cells)
+        done = [line for line in capfd.readouterr().err.splitlines() if line.startswith(f"synthgate: {mode}: ")
+                and ": done in " in line]
+        assert [line.split(" (")[0] for line in done] == [f"synthgate: {mode}: {what}" for what in (
+            "R", "R+S", "S", "S->R, pre-training on synthetic", "S->R")]
 
 
 # ----------------------------------------------------------------------------- honest intervals
