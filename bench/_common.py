@@ -219,7 +219,7 @@ class Run:
         }
         RESULTS.mkdir(parents=True, exist_ok=True)
         path = RESULTS / filename
-        path.write_text(json.dumps(record, indent=2) + "\n")
+        path.write_text(json.dumps(record, indent=2, default=str) + "\n")  # str: paths among the parameters
         print(f"wrote {path.relative_to(REPO)}")
         return path
 
