@@ -9,6 +9,7 @@ a benchmark and paste its output.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -109,15 +110,31 @@ def memorisation(record: dict) -> list[str]:
 
 
 def scale(record: dict) -> list[str]:
+    """Wall seconds per stage, then, per resolution gated at two or more sizes, how each stage grows: the exponent
+    b of time ~ n^b between the smallest and the largest release (1: linear; the model stage trains on the fixed
+    reference set, so it should not grow)."""
     stages = ("integrity", "leakage", "model", "features", "pretrained", "prevalence", "utility", "distribution", "privacy")
     rows = ["| release images (source, reference) | px | " + " | ".join(stages) + " | total s | peak MiB |",
             "|---|---|" + "---|" * len(stages) + "---|---|"]
+    by_resolution: dict[str, list[tuple[int, dict]]] = {}
     for entry in record["results"].values():
         counts = entry["images"]
         what = f"{counts['release']} ({counts['source']}, {counts['reference/train'] + counts['reference/test']})"
         for px, run in entry["resolutions"].items():
             times = " | ".join(f"{run['stages'][s]['wall_s']:.1f}" for s in stages)
             rows.append(f"| {what} | {px} | {times} | {run['total_s']:.0f} | {run['peak_mib']:.0f} |")
+            by_resolution.setdefault(px, []).append((counts["release"], run))
+    for px, runs in by_resolution.items():
+        if len(runs) < 2:
+            continue
+        (n_low, low), (n_high, high) = min(runs, key=lambda r: r[0]), max(runs, key=lambda r: r[0])
+
+        def exponent(a: float, b: float) -> str:
+            return f"{math.log(b / a) / math.log(n_high / n_low):.2f}" if a > 0 and b > 0 else "-"
+
+        growth = " | ".join(exponent(low["stages"][s]["wall_s"], high["stages"][s]["wall_s"]) for s in stages)
+        rows.append(f"| growth exponent {n_low} -> {n_high} | {px} | {growth} | "
+                    f"{exponent(low['total_s'], high['total_s'])} | {exponent(low['peak_mib'], high['peak_mib'])} |")
     return rows
 
 
