@@ -8,9 +8,9 @@ a benchmark and paste its output.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -113,7 +113,8 @@ def scale(record: dict) -> list[str]:
     """Wall seconds per stage, then, per resolution gated at two or more sizes, how each stage grows: the exponent
     b of time ~ n^b between the smallest and the largest release (1: linear; the model stage trains on the fixed
     reference set, so it should not grow)."""
-    stages = ("integrity", "leakage", "model", "features", "pretrained", "prevalence", "utility", "distribution", "privacy")
+    first = next(iter(next(iter(record["results"].values()))["resolutions"].values()))
+    stages = list(first["stages"])  # in the order bench/scale.py ran them
     rows = ["| release images (source, reference) | px | " + " | ".join(stages) + " | total s | peak MiB |",
             "|---|---|" + "---|" * len(stages) + "---|---|"]
     by_resolution: dict[str, list[tuple[int, dict]]] = {}
@@ -165,8 +166,12 @@ def protocols(record: dict) -> list[str]:
 
 
 def main() -> None:
-    files = [Path(a) for a in sys.argv[1:]] or sorted(RESULTS.glob("*.json"))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("records", nargs="*", type=Path, help="bench/results/*.json files (default: all of them)")
+    files = parser.parse_args().records or sorted(RESULTS.glob("*.json"))
     for path in files:
+        if not path.is_file():
+            parser.error(f"{path}: no such benchmark record")
         record = json.loads(path.read_text())
         print(f"#### {path.name}\n\n{header(record)}\n")
         print("\n".join(globals()[record["benchmark"]](record)) + "\n")

@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from synthgate import __version__
-from synthgate.config.release import CONFIG_NAME, Release, content_hash, load_release
+from synthgate.config.release import CONFIG_NAME, RECORD_KIND, Release, content_hash, load_release
 from synthgate.config.toml import ConfigError
 from synthgate.evaluation.integrity import hash_files
 from synthgate.reporting.summary import portable_file
 from synthgate.storage import sha256_file, write_json
 
-RECORD_KIND = "synthgate clearance record"
 RECORD_VERSION = 2
 SELF_HASH = "self_sha256"
 

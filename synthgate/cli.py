@@ -80,9 +80,18 @@ def _release_folder(name: str, releases_dir: str | None, cache: str | None) -> P
 # --------------------------------------------------------------------------- gate
 
 
+# pytest options `synthgate gate` sets: passed again they would gate another release or move the verdict it reads.
+SET_BY_GATE = ("--release", "--gate-summary", "--html", "--junitxml", "--rootdir", "--pyargs", "--synthgate-cache",
+               "--releases-dir", "--policy", "--clearance")
+
+
 def cmd_gate(args: argparse.Namespace, pytest_args: list[str]) -> int:
     import pytest
 
+    given = sorted({arg.split("=", 1)[0] for arg in pytest_args} & set(SET_BY_GATE))
+    if given:
+        raise UsageProblem(f"{', '.join(given)}: set by `synthgate gate` itself (the release is its first argument, "
+                           "the outputs go to --reports); run pytest directly to choose them")
     stem = Path(args.reports) / Path(args.release).name
     summary_file = Path(f"{stem}.json")
     summary_file.unlink(missing_ok=True)  # never read an earlier run's verdict
@@ -96,8 +105,8 @@ def cmd_gate(args: argparse.Namespace, pytest_args: list[str]) -> int:
         *pytest_args,
     ]
     code = int(pytest.main(command))
-    if not summary_file.exists():
-        return code  # a usage error or an internal error: pytest's own code
+    if not summary_file.exists():  # a usage error or an internal error: pytest's own code, never a clearance
+        return code or GATE_INCOMPLETE
     summary = json.loads(summary_file.read_text(encoding="utf-8"))
     if summary["verdict"] == "cleared":
         return code  # 0, unless a test outside the gate failed

@@ -41,7 +41,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gate_criterion(name): a gate check of the registry's criterion `name`")
     config.stash[session_key] = None
     recorder = GateRecorder(config, gate_session_of)
-    config.pluginmanager.register(recorder, "synthgate-recorder")
+    if config.pluginmanager.register(recorder, "synthgate-recorder") is None and option(config, "release"):
+        raise pytest.UsageError("-p no:synthgate-recorder: a gate run cannot be recorded without it (it keeps each "
+                                "check's outcome and writes the verdict); drop that option")
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.register(HtmlReportHooks(config, recorder), "synthgate-html")
 
@@ -64,7 +66,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
     """After pytest's own closing lines: the verdict, so that a person and a CI log see it last."""
     result = yield
     recorder = session.config.pluginmanager.get_plugin("synthgate-recorder")
-    recorder.write_last_line(session.config.pluginmanager.get_plugin("terminalreporter"))
+    if recorder is not None:  # blocked only in a run that gates nothing
+        recorder.write_last_line(session.config.pluginmanager.get_plugin("terminalreporter"))
     return result
 
 

@@ -9,6 +9,7 @@ whole gate exits 0 only when cleared; a deliberately partial run keeps pytest's 
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,38 @@ def _output_stem(config: pytest.Config) -> Path | None:
     return Path(target).with_suffix("") if target else None
 
 
+def check_output_paths(outputs: dict[str, Path], release, policy_file: Path) -> None:
+    """Refuse, before any check runs, an output that would replace something it must not (a folder, a device, a
+    file of the release, the policy, another output) or that cannot be written: found at the end of a long run,
+    it would lose the verdict, or overwrite what was gated."""
+    protected = {release.root.resolve(): "the release folder", policy_file.resolve(): "the gate policy"}
+    seen: dict[Path, str] = {}
+    for what, path in outputs.items():
+        target, problem = path.resolve(), ""
+        if target.exists() and not target.is_file():
+            problem = "exists and is not a regular file"
+        elif target in protected or target.is_relative_to(release.root.resolve()):
+            problem = f"is {protected.get(target) or 'inside the release folder'}: the gate never writes there"
+        elif target in seen:
+            problem = f"is also where {seen[target]} goes"
+        else:
+            parent = next(p for p in target.parents if p.exists())
+            if not _writable_folder(parent):
+                problem = f"cannot be written: {parent} is not a writable folder"
+        if problem:
+            raise pytest.UsageError(f"{what} {path}: {problem}")
+        seen[target] = what
+
+
+def _writable_folder(folder: Path) -> bool:
+    """Whether a file can be created in ``folder`` (tried: permission bits say nothing to root or of /proc)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
 class GateRecorder:
     """Collects each gate check's outcome; at the end writes the summary, tables, scores and clearance record.
 
@@ -72,7 +105,8 @@ class GateRecorder:
         A bad name, config or policy is then one clear usage error, not a crash in every worker.
         """
         if option(self.config, "release") and not hasattr(self.config, "workerinput"):
-            self.gate_session_of(self.config)
+            gate = self.gate_session_of(self.config)
+            check_output_paths(self._outputs(gate.release.name), gate.release, gate.policy.file)
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
         self.deselected += len(items)
@@ -113,7 +147,7 @@ class GateRecorder:
         required = [r.key for r in gate.requirements]
         summary = build_summary(data, list(self.criteria.values()), required, narrowed, artifacts)
         write_tables(data, artifacts)
-        clearance.record_clearance(summary, gate.release, gate.policy, self._clearance_path(stem, data))
+        clearance.record_clearance(summary, gate.release, gate.policy, self._clearance_path(stem, gate.release.name))
         if option(self.config, "gate_summary"):
             write_json(Path(option(self.config, "gate_summary")), summary)
         self.summary, self.data = summary, data
@@ -147,13 +181,20 @@ class GateRecorder:
             altered.append("the run was interrupted")
         return {"deliberate": bool(chosen), "reasons": chosen + altered}
 
-    def _clearance_path(self, stem: Path | None, data: dict) -> Path:
+    def _clearance_path(self, stem: Path | None, release_name: str) -> Path:
         given = option(self.config, "clearance")
         if given:
             return Path(given)
         if stem is not None:
             return Path(f"{stem}.clearance.json")
-        return self.config.invocation_params.dir / "reports" / f"{data['release']['name']}.clearance.json"
+        return self.config.invocation_params.dir / "reports" / f"{release_name}.clearance.json"
+
+    def _outputs(self, release_name: str) -> dict[str, Path]:
+        """The files this run will write, by what they are."""
+        named = {"--gate-summary": option(self.config, "gate_summary"), "--html": self.config.getoption("htmlpath", None),
+                 "--junitxml": self.config.getoption("xmlpath", None)}
+        return {flag: Path(path) for flag, path in named.items() if path} | {
+            "the clearance record": self._clearance_path(_output_stem(self.config), release_name)}
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.summary is None:

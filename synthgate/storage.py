@@ -15,6 +15,7 @@ import json
 import os
 import pickle
 import shutil
+import stat
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -190,3 +191,19 @@ def _read_result(path: Path):
         warnings.warn(f"{path}: damaged result cache entry ({error}); removed, computed again", stacklevel=3)
         path.unlink(missing_ok=True)
         return _MISSING
+
+
+SPECIAL_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def kind_of(mode: int) -> str:
+    """'a regular file', 'a FIFO (named pipe)', ... for an ``st_mode``."""
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    return next((word for test, word in SPECIAL_KINDS if test(mode)), "not a regular file")

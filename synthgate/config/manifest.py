@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from synthgate.config.toml import ConfigError
+from synthgate.storage import kind_of
 
 MANIFEST_PATH_COLUMN = "path"
 MANIFEST_INFO_COLUMNS = ("patient_id", "prompt", "seed")
@@ -49,13 +50,21 @@ def normalise_path(written: str) -> str:
 
 
 def read_manifest(path: Path) -> Manifest:
-    """Parse a manifest CSV; a missing file, no header or no ``path`` column is a ConfigError."""
+    """Parse a manifest CSV; an unreadable file, no header or no ``path`` column is a ConfigError.
+
+    A leading byte-order mark (Excel's "CSV UTF-8") is an encoding marker, not part of the first column's name.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        kind = kind_of(path.stat().st_mode)  # a folder, or a FIFO that would block the read
+        if kind != "a regular file":
+            raise ConfigError(path, "", f"is {kind}, not a manifest CSV")
+        text = path.read_text(encoding="utf-8").removeprefix("\ufeff")  # utf-8-sig, but with true byte offsets
     except FileNotFoundError:
         raise ConfigError(path, "", "manifest file not found") from None
     except UnicodeDecodeError as error:
         raise ConfigError(path, "", f"manifest is not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except OSError as error:
+        raise ConfigError(path, "", f"manifest cannot be read ({error.strerror or error})") from None
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if not header:

@@ -9,7 +9,9 @@ findings that the integrity checks report, not reasons to refuse to start.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import stat
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -21,6 +23,8 @@ from synthgate.storage import sha256_file
 
 CONFIG_NAME = "release.toml"
 CLEARANCE_NAME = "clearance.json"
+RECORD_KIND = "synthgate clearance record"  # the "record" field of a clearance record (synthgate.clearance)
+MAX_RECORD_BYTES = 64 << 20  # a record lists one hash per file: far below this for any release
 POLICY_SECTIONS = ("integrity", "utility", "statistics", "distribution", "privacy")
 IMAGE_MODES = {"L": 8, "I;16": 16, "RGB": 8}
 
@@ -232,13 +236,38 @@ def resolve_member(root: Path, relative: str) -> tuple[Path | None, str | None]:
     return candidate, None
 
 
-def release_files(release: Release) -> list[str]:
-    """Every file in the release folder other than its config, manifest and clearance record.
+def is_clearance_record(path: Path) -> bool:
+    """Whether ``path`` is a regular file holding a JSON object whose ``record`` is ``RECORD_KIND``.
 
-    Nothing is opened or followed here: special files (FIFOs, devices, sockets), symlink loops and
+    Read without following a symlink or blocking on a FIFO; anything else is not a record.
+    """
+    try:
+        found = path.lstat()
+        if not stat.S_ISREG(found.st_mode) or found.st_size > MAX_RECORD_BYTES:
+            return False
+        record = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(record, dict) and record.get("record") == RECORD_KIND
+
+
+def control_files(release: Release) -> set[Path]:
+    """The release's own files that are not images: its config, its manifest and a delivered clearance record.
+
+    A ``clearance.json`` that is not a clearance record is an ordinary file, checked like any other:
+    the name alone must not hide arbitrary content from the gate.
+    """
+    record = release.root / CLEARANCE_NAME
+    return {release.config_file, release.manifest.file} | ({record} if is_clearance_record(record) else set())
+
+
+def release_files(release: Release) -> list[str]:
+    """Every file in the release folder other than its control files (``control_files``).
+
+    Nothing is followed here: special files (FIFOs, devices, sockets), symlink loops and
     symlinks to folders are listed as entries too, for the integrity scan to report.
     """
-    skip = {release.config_file, release.manifest.file, release.root / CLEARANCE_NAME}
+    skip = control_files(release)
     found = []
     for directory, folders, names in os.walk(release.root):  # never follows symlinked folders
         linked = [folder for folder in folders if os.path.islink(os.path.join(directory, folder))]
@@ -247,7 +276,6 @@ def release_files(release: Release) -> list[str]:
             if path not in skip:
                 found.append(path.relative_to(release.root).as_posix())
     return sorted(found)
-
 
 
 def content_hash(manifest_file: Path, file_digests: dict[str, str]) -> str:

@@ -10,7 +10,7 @@ Two steps come before any image decoder sees a file:
 * ``read_regular`` opens only regular files (non-blocking, checked again with
   ``fstat`` on the open descriptor), so a FIFO swapped in meanwhile can never block.
 
-``scan_bytes`` then walks a PNG's chunks or a JPEG's segments: structural damage
+``scan_bytes`` then walks a PNG's chunks, a JPEG's segments or a PNM header: structural damage
 (truncation, bad CRCs, no end marker) is a decode problem, anything but the
 image itself is embedded metadata. ``image_metadata`` covers what only the
 decoder sees (TIFF tags, Pillow's ``info`` of other formats, extra frames).
@@ -21,6 +21,7 @@ What counts as harmless, standard content (everything else is metadata):
   chunks gAMA, cHRM, sRGB, sBIT, pHYs, bKGD and tRNS (numbers only; they cannot
   hold text). tEXt/zTXt/iTXt, eXIf, iCCP (a named profile), tIME, sPLT, hIST,
   APNG animation chunks, private or unknown chunks and bytes after IEND are metadata.
+* PBM/PGM/PPM: the header's numbers; its ``#`` comments are metadata.
 * JPEG: markers of the image itself, APP0 ``JFIF`` without a thumbnail and APP14
   ``Adobe`` (colour transform flags). COM comments, every other APPn (EXIF, XMP, ICC, ...) and bytes
   after the end-of-image marker are metadata.
@@ -35,6 +36,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import stat
 import struct
 import zlib
@@ -43,25 +45,11 @@ from pathlib import Path
 
 from PIL import TiffTags
 
+from synthgate.storage import kind_of
+
 # Files larger than this are hashed but never read into memory or decoded (see ``byte_limit``).
 MIN_BYTE_LIMIT = 64 << 20
 MAX_LISTED = 8  # metadata items named per file before "... and N more"
-
-SPECIAL_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-def kind_of(mode: int) -> str:
-    """'a regular file', 'a FIFO (named pipe)', ... for an ``st_mode``."""
-    if stat.S_ISREG(mode):
-        return "a regular file"
-    return next((word for test, word in SPECIAL_KINDS if test(mode)), "not a regular file")
-
 
 @dataclass(frozen=True)
 class Located:
@@ -150,12 +138,15 @@ def read_regular(path: Path, max_bytes: int) -> tuple[str, bytes | None]:
 
 @dataclass(frozen=True)
 class ByteScan:
-    """What the bytes of a PNG or JPEG say before decoding. ``format`` is None for other formats."""
+    """What the bytes of a PNG, JPEG or PNM say before decoding. ``format`` is None for other formats."""
 
     format: str | None = None
     size: tuple[int, int] | None = None
     metadata: tuple[str, ...] = ()
     problem: str | None = None  # structural damage: the file is not a sound image
+    # Bits per sample as the header declares them: Pillow decodes 2- and 4-bit PNGs and a PGM
+    # of maxval 15 as 8-bit mode L, scaled up, so only the header tells their true depth.
+    bit_depth: int | None = None
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -177,12 +168,14 @@ def scan_bytes(data: bytes) -> ByteScan:
         return _scan_png(data)
     if data.startswith(b"\xff\xd8"):
         return _scan_jpeg(data)
+    if PNM_MAGIC.match(data):
+        return _scan_pnm(data)
     return ByteScan()
 
 
 def _scan_png(data: bytes) -> ByteScan:
     found: list[str] = []
-    size = None
+    size = depth = None
     position = len(PNG_SIGNATURE)
     while True:
         if position + 8 > len(data):
@@ -201,6 +194,7 @@ def _scan_png(data: bytes) -> ByteScan:
             return ByteScan("PNG", size, problem="corrupt: the first chunk is not a valid IHDR")
         if name == "IHDR":
             size = struct.unpack(">II", body[:8])
+            depth = body[8] if len(body) > 8 else None
         elif name in ("tEXt", "zTXt", "iTXt"):
             keyword = body.split(b"\0", 1)[0][:79].decode("latin-1")
             found.append(f"{name} text chunk '{keyword}'")
@@ -213,7 +207,32 @@ def _scan_png(data: bytes) -> ByteScan:
             break
     if position < len(data):
         found.append(f"{len(data) - position} bytes after the IEND chunk")
-    return ByteScan("PNG", size, tuple(dict.fromkeys(found)))
+    return ByteScan("PNG", size, tuple(dict.fromkeys(found)), bit_depth=depth)
+
+
+PNM_MAGIC = re.compile(rb"P[1-6](?=[\s#])")
+PNM_TOKEN = re.compile(rb"\s*(?:#([^\r\n]*)|([0-9]+))")
+
+
+def _scan_pnm(data: bytes) -> ByteScan:
+    """A PBM/PGM/PPM header: its size, its maxval's bit length as the depth, and its comments (metadata).
+
+    Anything malformed is left to the decoder to report.
+    """
+    bitmap = data[1:2] in b"14"  # P1/P4 are 1-bit and have no maxval
+    numbers: list[int] = []
+    comments = 0
+    position = 2
+    while len(numbers) < (2 if bitmap else 3) and (match := PNM_TOKEN.match(data, position)):
+        position = match.end()
+        if match[1] is None:
+            numbers.append(int(match[2]))
+        else:
+            comments += 1
+    size = tuple(numbers[:2]) if len(numbers) >= 2 else None
+    depth = 1 if bitmap else numbers[2].bit_length() if len(numbers) == 3 else None
+    found = (f"{comments} header comment(s)",) if comments else ()  # not quoted: a comment is free text
+    return ByteScan("PNM", size, found, bit_depth=depth)
 
 
 JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM and RSTn carry no length

@@ -10,18 +10,20 @@ silent drop (see ``synthgate.data.file_checks`` for how a file is examined):
 * ``paths``: manifest paths that are empty, absolute or escape the release folder,
   and symlinks that loop or resolve (against the release root) outside it or to
   its own release.toml / manifest / clearance record.
-* ``manifest_files``: rows without a file (or naming a directory), files without a
-  row, rows listed twice, and anything that is not a regular file (FIFO, device,
-  socket, broken symlink). Only regular files are ever opened.
+* ``manifest_files``: a manifest without rows, rows without a file (or naming a directory),
+  files without a row, rows listed twice, and anything that is not a regular file (FIFO,
+  device, socket, broken symlink). Only regular files are ever opened.
 * ``decode``: empty, truncated, corrupt or unreadable files.
 * ``size``: a size other than the declared one. An image whose header claims more
   than ``PIXEL_LIMIT_FACTOR`` x the declared pixels is never decoded (a
   decompression bomb or a far too large image), nor is a file too big to be one.
-* ``mode``: another mode or bit depth than declared, and colour (RGB channels that
+* ``mode``: another mode or bit depth than declared (the depth in a PNG's or PNM's header,
+  which Pillow may scale up to 8 bits), and colour (RGB channels that
   differ) even in a release that declares RGB: chest X-rays are grey.
 * ``blank``: pixel std below ``blank_std``, which is in 8-bit grey levels at every bit
   depth (a 16-bit image is blank below ``blank_std * 257`` in its own units).
-* ``metadata``: embedded text, EXIF/XMP/ICC, private chunks, trailing bytes, extra frames.
+* ``metadata``: embedded text, EXIF/XMP/ICC, private chunks, PNM header comments, trailing bytes,
+  extra frames.
 
 The scan is deterministic: files are examined in parallel but findings are
 collected in manifest order and sorted path order, each manifest row once.
@@ -34,7 +36,7 @@ import os
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -42,10 +44,10 @@ from PIL import Image
 
 from synthgate.config.manifest import MANIFEST_INFO_COLUMNS
 from synthgate.config.release import (
-    CLEARANCE_NAME,
     ImageSpec,
     Release,
     content_hash,
+    control_files,
     release_files,
     resolve_member,
 )
@@ -177,6 +179,8 @@ def _decode(data: bytes, spec: ImageSpec, max_pixels: int) -> tuple[list[tuple[s
             with image:
                 metadata += image_metadata(image, scanned=scan.format is not None)
                 facts = inspect(image, tuple(dict.fromkeys(metadata)))
+            if scan.bit_depth is not None:  # the header's depth, not the depth Pillow scaled the pixels to
+                facts = replace(facts, bit_depth=scan.bit_depth)
         except ImageTooLarge as error:
             findings.append(("size", f"{error.reason}; {declared}"))
         except ImageDecodeError as error:
@@ -197,6 +201,8 @@ def scan_release(release: Release, workers: int | None = None, decoded: dict | N
     problems: dict[str, list[Offence]] = {check: [] for check in CHECKS}
     root = release.root
     listed, refused = _manifest_paths(release, problems)
+    if not release.manifest.rows:  # an empty release would pass every file check and leave nothing to measure
+        problems["manifest_files"].append(Offence(release.manifest.file.name, "lists no images: a release holds at least one"))
     on_disk = set(release_files(release))
     protected = _protected(release)
     for relative, line in listed.items():
@@ -254,7 +260,7 @@ def scan_release(release: Release, workers: int | None = None, decoded: dict | N
 
 def _protected(release: Release) -> set[Path]:
     """The release's own files, which no manifest row may name as an image."""
-    return {Path(os.path.realpath(p)) for p in (release.config_file, release.manifest.file, release.root / CLEARANCE_NAME)}
+    return {Path(os.path.realpath(p)) for p in control_files(release)}
 
 
 def hash_files(release: Release) -> dict[str, str]:

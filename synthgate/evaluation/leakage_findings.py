@@ -14,6 +14,8 @@ from synthgate.config.toml import ConfigError
 
 MODEL_CHECKS = ("model_never_saw_generator_source", "model_saw_no_source_images", "model_saw_no_source_patients",
                 "release_holds_no_model_training_images")
+# The checks that read the release's images (the rest never do, and run whatever state its files are in).
+RELEASE_CHECKS = ("release_holds_no_reference_test_images", "release_holds_no_model_training_images")
 
 
 def data_set_findings(evaluation) -> dict:

@@ -136,10 +136,9 @@ class ReleaseEvaluation(EvaluatingModel):
         return None if ref is None else loading.load(ref, "generator source", self.release.class_names)
 
     @cached_property
-    def leakage(self) -> dict[str, list[Offence]]:
-        """Each leakage criterion's findings by registry name (see :mod:`synthgate.evaluation.leakage_findings`):
-        the comparisons among the data sets cached apart from those with the release, which a new release redoes."""
-        from synthgate.evaluation.leakage_findings import data_set_findings, release_findings
+    def _leakage_inputs(self) -> tuple[str, ...]:
+        """What every leakage comparison depends on besides the release: the model, the source's names, the shift
+        tolerated (of the privacy settings the only one they use: a changed threshold re-judges) and the data sets."""
         from synthgate.models.errors import ModelLoadError
 
         try:
@@ -147,12 +146,28 @@ class ReleaseEvaluation(EvaluatingModel):
         except (ConfigError, ModelLoadError) as error:  # reported by the model checks themselves
             model = f"unreadable model: {error}"
         names = ("reference_train", "reference_test", "source_images") if self.release.reference else ("source_images",)
-        # Of the privacy settings the comparisons use only the shift they tolerate: a changed threshold re-judges.
-        depends_on = (model, repr(self.release.source_datasets), f"max_shift={self.release.privacy.max_shift}",
-                      *self._identities(*names))
-        found = self._cached("leakage-data-sets", lambda: data_set_findings(self), *depends_on)
-        return {**found, **self._cached("leakage", lambda: release_findings(self), self.synthetic.identity,
-                                        *depends_on)}
+        return (model, repr(self.release.source_datasets), f"max_shift={self.release.privacy.max_shift}",
+                *self._identities(*names))
+
+    @cached_property
+    def leakage_among_data_sets(self) -> dict[str, list[Offence]]:
+        """The leakage checks that never read the release (see :mod:`synthgate.evaluation.leakage_findings`): they
+        run, and are cached, whatever state the release's files are in."""
+        from synthgate.evaluation.leakage_findings import data_set_findings
+
+        return self._cached("leakage-data-sets", lambda: data_set_findings(self), *self._leakage_inputs)
+
+    @cached_property
+    def leakage_with_release(self) -> dict[str, list[Offence]]:
+        """The leakage checks on the release's images (only meaningful once integrity passed)."""
+        from synthgate.evaluation.leakage_findings import release_findings
+
+        return self._cached("leakage", lambda: release_findings(self), self.synthetic.identity, *self._leakage_inputs)
+
+    @property
+    def leakage(self) -> dict[str, list[Offence]]:
+        """Each leakage criterion's findings by registry name."""
+        return {**self.leakage_among_data_sets, **self.leakage_with_release}
 
     # ------------------------------------------------------------------ experiments
 
@@ -235,24 +250,18 @@ class ReleaseEvaluation(EvaluatingModel):
         return "reference images", self.reference_train.concat(self.reference_test)
 
     @cached_property
-    def pixels(self) -> dict[str, np.ndarray]:
+    def pixels(self) -> DecodedSets:
         """The pixel checks' images, each file decoded once: at 64 px under the set's name ("synthetic", "target",
         "reference"; the leakage checks' size) and at each exact-comparison resolution the distribution and privacy
-        settings ask for under "<name>@<size>" (float16: 100k images at 128 px take 3.3 GB)."""
-        from synthgate.data.imaging import PIXEL_SIZE, load_pixel_sizes
+        settings ask for under "<name>@<size>" (float16: 100k images at 128 px take 3.3 GB). A set is decoded when
+        first read: the checks among the data sets never decode the release."""
+        from synthgate.data.imaging import PIXEL_SIZE
 
-        sets = {"synthetic": self.synthetic, "target": self.realism_target[1],
-                "reference": self.reference_train.concat(self.reference_test)}
         sizes = {PIXEL_SIZE: np.float32}
         for size in (self.release.distribution.resolution, self.release.privacy.resolution):
             sizes.setdefault(size, np.float16)
-        out = {}
-        with step(f"decoding {sum(map(len, sets.values())):,} images at {', '.join(f'{s} px' for s in sizes)}"):
-            for name, collection in sets.items():
-                loaded = load_pixel_sizes(collection, sizes)
-                out[name] = loaded[PIXEL_SIZE]
-                out.update({f"{name}@{size}": array for size, array in loaded.items()})
-        return out
+        return DecodedSets({"synthetic": lambda: self.synthetic, "target": lambda: self.realism_target[1],
+                            "reference": lambda: self.reference_train.concat(self.reference_test)}, sizes)
 
     @cached_property
     def distribution(self):
@@ -287,3 +296,27 @@ class ReleaseEvaluation(EvaluatingModel):
 
         return self._cached("privacy", compute, self.model_identity, repr(spec), self.synthetic.identity,
                             reference.identity, *self._identities("source_images"))
+
+
+class DecodedSets:
+    """Named image sets decoded at several sizes, each set when one of its arrays is first asked for:
+    ``decoded["reference"]`` at 64 px, ``decoded["reference@128"]`` at 128 px."""
+
+    def __init__(self, sets: dict, sizes: dict):
+        from synthgate.data.imaging import PIXEL_SIZE
+
+        self._sets, self._sizes, self._default = sets, sizes, PIXEL_SIZE
+        self._decoded: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        from synthgate.data.imaging import load_pixel_sizes
+
+        name = key.partition("@")[0]
+        if name not in self._decoded:
+            collection = self._sets[name]()
+            sizes = ", ".join(f"{size} px" for size in self._sizes)
+            with step(f"decoding {len(collection):,} images ({name}) at {sizes}"):
+                loaded = load_pixel_sizes(collection, self._sizes)
+            self._decoded[name] = loaded[self._default]
+            self._decoded.update({f"{name}@{size}": array for size, array in loaded.items()})
+        return self._decoded[key]

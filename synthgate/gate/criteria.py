@@ -118,10 +118,10 @@ _ENTRIES = (
               needs=("reference", "source_images")),
     _offences("release_holds_no_reference_test_images", "leakage", "release images that are reference test images "
               "(same file, same pixels or a near-duplicate)", m.leakage("release_holds_no_reference_test_images"),
-              needs=("reference",)),
+              needs=("reference",), on_sound_files=True),
     _offences("release_holds_no_model_training_images", "leakage", "release images that are images the evaluating "
               "model was trained or validated on (same file, same pixels or a near-duplicate)",
-              m.leakage("release_holds_no_model_training_images"), needs=("reference", "model")),
+              m.leakage("release_holds_no_model_training_images"), needs=("reference", "model"), on_sound_files=True),
     _per_class("pretrained_auroc", "fidelity", "AUROC of the pretrained model on the synthetic images",
                m.pretrained("auroc")),
     _per_class("pretrained_accuracy", "fidelity", "accuracy of the pretrained model on the synthetic images",

@@ -12,6 +12,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from synthgate.evaluation.leakage_findings import RELEASE_CHECKS
 from synthgate.measures.bootstrap import Estimate
 
 
@@ -86,7 +87,8 @@ def leakage(check: str):
     """Offences of one leakage check, with the note saying what it rests on (or why part of it could not run)."""
 
     def measure(evaluation, class_name=None) -> Measurement:
-        found = evaluation.leakage.get(check)
+        from_release = check in RELEASE_CHECKS
+        found = (evaluation.leakage_with_release if from_release else evaluation.leakage_among_data_sets).get(check)
         if found is None:  # only when an input is missing, which the session reports before measuring
             return Measurement.missing("its inputs are missing")
         if getattr(found, "problem", ""):

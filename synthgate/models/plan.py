@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from synthgate.config.settings import RANGES, checked_number
 from synthgate.config.toml import Table
 from synthgate.data.collection import Collection
 from synthgate.models.card import ARCHITECTURE, NORMALISATION, ModelCard, SeenImage, current_library_versions, pixel_sha256
@@ -150,10 +151,10 @@ class ReferenceModelSpec:
         data = table.get("train", str, choices=TRAIN_DATA)
         defaults = TrainSettings()
         settings = TrainSettings(
-            size=table.get("size", int, defaults.size),
-            epochs=table.get("epochs", int, defaults.epochs),
-            patience=table.get("patience", int, defaults.patience),
-            seed=table.get("seed", int, defaults.seed),
+            size=checked_number(table, "size", int, defaults.size, *RANGES["resolution"]),
+            epochs=checked_number(table, "epochs", int, defaults.epochs, *RANGES["epochs"]),
+            patience=checked_number(table, "patience", int, defaults.patience, *RANGES["epochs"]),
+            seed=checked_number(table, "seed", int, defaults.seed, *RANGES["seed"]),
         )
         table.finish()
         return cls(data, settings)

@@ -71,3 +71,49 @@ def test_compare_tells_a_degraded_release_from_real_and_from_a_good_one(gate_cac
     assert degraded[2] > 0.95 * sum(degraded)
     assert real[2] + demo[2] < 0.05 * (sum(real) + sum(demo))  # nothing good is taken for degraded
     assert real[0] < 0.5 * sum(real)  # real images are not singled out: the demo's look the same
+
+
+def _demo_copy(gate_cache, folder):
+    """A copy of the demo world's release and the data sets it refers to, for a test to spoil."""
+    import shutil
+
+    from synthgate.demo.world import build_world
+
+    world = build_world(gate_cache)
+    for part in ("source", "reference", "releases/demo"):
+        shutil.copytree(world / part, folder / part, symlinks=True)
+    return folder / "releases" / "demo"
+
+
+def _palette_image(release):
+    from PIL import Image
+
+    path = sorted((release / "images").glob("*.png"))[3]
+    Image.open(path).convert("P").save(path)
+
+
+def _label_written_as_float(release):
+    manifest = release / "manifest.csv"
+    head, first, *rest = manifest.read_text().splitlines()
+    column = head.split(",").index("soft tissue mass")
+    cells = first.split(",")
+    cells[column] = f"{int(cells[column])}.0"
+    manifest.write_text("\n".join([head, ",".join(cells), *rest]) + "\n")
+
+
+@pytest.mark.parametrize(("spoil", "check"), [(_palette_image, "image_mode_and_bit_depth"),
+                                              (_label_written_as_float, "labels_in_vocabulary")])
+def test_a_release_failing_integrity_is_blocked_by_it_and_the_data_sets_are_still_checked(
+        run_gate, gate_cache, tmp_path, quick_demo_policy, spoil, check):
+    """Leakage among the data sets never reads the release: it runs; what reads the release's images waits for
+    sound files (a palette image or a label of "1.0" is an integrity finding, not a crash in another check)."""
+    release = _demo_copy(gate_cache, tmp_path)
+    spoil(release)
+    result = run_gate(str(release), f"--policy={quick_demo_policy}")
+    assert result.returncode == 1 and result.summary["verdict"] == "blocked", result.output
+    assert result.failed_checks() == {check}, result.output
+    assert "Traceback" not in result.output and "Error" not in result.output, result.output
+    outcomes = {c["name"]: c["outcome"] for c in result.summary["criteria"] if c["family"] == "leakage"}
+    assert outcomes.pop("release_holds_no_reference_test_images") == "skipped"
+    assert outcomes.pop("release_holds_no_model_training_images") == "skipped"
+    assert set(outcomes.values()) == {"passed"}, outcomes

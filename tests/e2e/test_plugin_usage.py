@@ -48,3 +48,30 @@ def test_misspelled_key_names_key_and_file(run_gate, tmp_path):
     assert "did you mean 'min_count'" in result.output
     assert str(config) in result.output
     assert "Traceback" not in result.output
+
+
+def test_blocking_the_recorder_is_a_usage_error(run_gate, tmp_path):
+    release = write_handmade_release(tmp_path / "handmade")
+    result = run_gate(str(release), "-p", "no:synthgate-recorder")
+    assert result.returncode == 4 and "-p no:synthgate-recorder" in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_outputs_that_would_replace_what_they_must_not_are_refused_before_any_check(run_gate, tmp_path):
+    release = write_handmade_release(tmp_path / "handmade")
+    policy = write_policy(tmp_path / "policy.toml")
+    (tmp_path / "a-folder").mkdir()
+    refused = {
+        f"--clearance={tmp_path / 'a-folder'}": "exists and is not a regular file",
+        f"--clearance={release / 'manifest.csv'}": "inside the release folder",
+        f"--clearance={policy}": "is the gate policy",
+        "--clearance=/proc/synthgate.json": "cannot be written",
+    }
+    for flag, problem in refused.items():
+        result = run_gate(str(release), f"--policy={policy}", flag)
+        assert result.returncode == 4 and problem in result.output, (flag, result.output)
+        assert "passed" not in result.output and "Traceback" not in result.output, result.output
+    same = tmp_path / "out.json"
+    result = run_gate(str(release), f"--policy={policy}", f"--junitxml={same}", f"--clearance={same}")
+    assert result.returncode == 4 and "is also where --junitxml goes" in result.output, result.output
+    assert (release / "manifest.csv").read_text().startswith("path")  # nothing was written over it

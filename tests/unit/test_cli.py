@@ -137,3 +137,13 @@ def test_compare_of_releases_with_different_models_is_one_config_error():
     with pytest.raises(ConfigError, match="evaluated by different models") as error:
         compare_sources([evaluation("april", "ckpt:a"), evaluation("may", "ckpt:b")])
     assert "may/release.toml" in str(error.value)
+
+
+@pytest.mark.parametrize("passed_on", [["--release=demo"], ["--gate-summary", "x.json"], ["--html=x.html"]])
+def test_gate_refuses_pytest_options_it_sets_itself(tmp_path, passed_on):
+    """Given again, they would gate another release under this one's name, or hide the verdict it reads."""
+    release = write_handmade_release(tmp_path / "handmade")
+    done = run_cli("gate", str(release), "--reports", str(tmp_path / "reports"), *passed_on)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert f"{passed_on[0].split('=')[0]}: set by `synthgate gate` itself" in done.stderr
+    assert not (tmp_path / "reports").exists()

@@ -11,6 +11,7 @@ from synthgate.measures.distances import (
     detectability_auroc,
     frechet_distance,
     frechet_distance_from_stats,
+    frechet_distances,
     kid,
     knn,
     nearest_neighbour_similarity,
@@ -81,6 +82,21 @@ def test_frechet_matches_scipy_sqrtm_and_handles_singular_covariances():
     assert frechet_distance_from_stats(mu1, s1, mu2, s2) == pytest.approx(reference, rel=1e-9)
     singular = np.diag([1.0, 0.0])
     assert frechet_distance_from_stats([0, 0], singular, [0, 0], singular) == pytest.approx(0, abs=1e-9)
+
+
+def test_frechet_from_fewer_samples_than_dimensions_equals_the_covariance_form():
+    """With n < d the trace term comes from the samples' cross products; it must equal the covariance form."""
+    import scipy.linalg
+
+    rng = np.random.default_rng(6)
+    reference = rng.normal(size=(30, 48)) @ rng.normal(size=(48, 48)) * 0.3
+    for other in (rng.normal(size=(20, 48)) + 0.5, rng.normal(size=(45, 48)) * 2, reference[::-1]):
+        s1, s2 = np.cov(reference, rowvar=False), np.cov(other, rowvar=False)
+        diff = reference.mean(0) - other.mean(0)
+        expected = diff @ diff + np.trace(s1 + s2) - 2 * np.trace(np.real(scipy.linalg.sqrtm(s1 @ s2)))
+        assert frechet_distances(reference, other)[0] == pytest.approx(expected, rel=1e-7, abs=1e-5)
+        assert frechet_distances(reference, other)[0] == pytest.approx(
+            frechet_distance_from_stats(reference.mean(0), s1, other.mean(0), s2), rel=1e-7, abs=1e-5)
 
 
 # ----------------------------------------------------------------------------- KID

@@ -16,6 +16,7 @@ from tests.unit.test_integrity_files import (
     SIZE,
     add_file,
     encode,
+    findings,
     grey_image,
     insert_chunk,
     noise,
@@ -115,6 +116,37 @@ def test_palette_image_in_a_grey_release(root):
     palette = Image.fromarray(noise(5), mode="L").convert("P")
     add_file(root, "images/palette.png", encode(palette))
     assert only(root, "mode", "images/palette.png") == "mode P (8-bit), declared L (8-bit)"
+
+
+def _pgm(maxval: int, comment: bytes = b"") -> bytes:
+    return b"P5\n" + comment + f"{SIZE} {SIZE}\n{maxval}\n".encode() + (noise(5) >> (8 - maxval.bit_length())).tobytes()
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_png_below_eight_bits_in_an_eight_bit_release(root, bits):
+    if bits == 1:
+        data = encode(Image.fromarray(noise(5)).convert("1"))
+    else:  # Pillow opens 2- and 4-bit grey PNGs as 8-bit mode L
+        data = encode(Image.fromarray(noise(5) >> (8 - bits)), bits=bits)
+    assert data[24] == bits  # the IHDR's bit depth
+    add_file(root, "images/shallow.png", data)
+    mode = "1" if bits == 1 else "L"
+    assert only(root, "mode", "images/shallow.png") == f"mode {mode} ({bits}-bit), declared L (8-bit)"
+
+
+def test_pgm_of_maxval_15_in_an_eight_bit_release(root):
+    add_file(root, "images/shallow.pgm", _pgm(15))
+    assert only(root, "mode", "images/shallow.pgm") == "mode L (4-bit), declared L (8-bit)"
+
+
+def test_eight_bit_pgm_passes(root):
+    add_file(root, "images/deep.pgm", _pgm(255))
+    assert findings(root) == {}
+
+
+def test_pgm_header_comment(root):
+    add_file(root, "images/comment.pgm", _pgm(255, b"# PatientName DOE^JANE\n"))
+    assert only(root, "metadata", "images/comment.pgm") == "embedded metadata: 1 header comment(s)"
 
 
 def test_sixteen_bit_near_blank_image(tmp_path):

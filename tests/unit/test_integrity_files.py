@@ -153,6 +153,42 @@ def test_clean_16_bit_and_grey_rgb_releases(tmp_path, mode):
     assert findings(write_release(tmp_path / "r", mode=mode)) == {}
 
 
+@pytest.mark.parametrize("n", [0, 1])
+def test_a_release_without_images_is_a_finding(tmp_path, n):
+    root = write_release(tmp_path / "r", n=n)  # min_count = 0: no class count asks for an image
+    if n:
+        assert findings(root) == {}
+    else:
+        assert only(root, "manifest_files", "manifest.csv") == "lists no images: a release holds at least one"
+
+
+RECORD = b'{"record": "synthgate clearance record", "record_version": 2}'
+
+
+@pytest.mark.parametrize("content, ordinary", [
+    (RECORD, False),
+    (b"PatientName,DOE^JANE\n", True),
+    (b'{"record": "a patient record", "name": "DOE^JANE"}', True),
+    (b'[{"record": "synthgate clearance record"}]', True),
+    (b"[" * 100000, True),
+])
+def test_clearance_json_is_skipped_only_when_it_is_a_clearance_record(root, content, ordinary):
+    (root / "clearance.json").write_bytes(content)
+    report = run_scan(root)
+    assert ("clearance.json" in release_files(load_release(root))) is ordinary
+    assert ("clearance.json" in report.file_digests) is ordinary  # and so in the content hash
+    if ordinary:
+        assert only(root, "manifest_files", "clearance.json") == "a regular file in the release folder but not in the manifest"
+    else:
+        assert report.ok
+
+
+def test_symlink_named_clearance_json_is_not_a_clearance_record(root):
+    (root / "images" / "record.json").write_bytes(RECORD)
+    os.symlink("images/record.json", root / "clearance.json")
+    assert [name for name, _ in findings(root)["manifest_files"]] == ["clearance.json", "images/record.json"]
+
+
 def test_scan_is_deterministic_and_examines_each_row_once(root, monkeypatch):
     os.mkfifo(root / "images" / "pipe.png")
     os.symlink("loop.png", root / "images" / "loop.png")

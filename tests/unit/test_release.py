@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -99,6 +100,41 @@ def test_manifest_must_be_utf8(tmp_path):
     manifest.write_bytes(b"path,a\n\xff.png,1\n")
     with pytest.raises(ConfigError, match="not UTF-8"):
         read_manifest(manifest)
+
+
+def test_manifest_that_is_a_directory_is_a_config_error(release_dir):
+    rewrite(release_dir, 'mode = "L"', 'mode = "L"\nmanifest = "images"')
+    with pytest.raises(ConfigError) as caught:
+        load_release(release_dir)
+    assert str(caught.value) == f"{release_dir / 'images'}: is a directory, not a manifest CSV"
+
+
+def test_manifest_that_is_a_fifo_is_refused_without_reading_it(tmp_path):
+    os.mkfifo(tmp_path / "manifest.csv")
+    with pytest.raises(ConfigError, match="is a FIFO"):
+        read_manifest(tmp_path / "manifest.csv")
+
+
+def test_unreadable_manifest_is_a_config_error(tmp_path, monkeypatch):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path\n")
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", denied)  # chmod cannot stop root, who runs some CI jobs
+    with pytest.raises(ConfigError) as caught:
+        read_manifest(manifest)
+    assert str(caught.value) == f"{manifest}: manifest cannot be read (Permission denied)"
+
+
+@pytest.mark.parametrize("header, row", [("path,seed,finding", "a.png,1,0"), ("seed,path,finding", "1,a.png,0")])
+def test_manifest_byte_order_mark_is_not_part_of_the_first_column(tmp_path, header, row):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"{header}\n{row}\n", encoding="utf-8-sig")  # Excel's "CSV UTF-8"
+    parsed = read_manifest(manifest)
+    assert parsed.columns == tuple(header.split(",")) and parsed.label_columns == ("finding",)
+    assert parsed.rows[0].path == "a.png" and parsed.rows[0].labels == {"finding": "0"}
 
 
 def test_resolve_member_refuses_escapes(tmp_path):

@@ -95,6 +95,12 @@ def test_an_unlabelled_manifest_without_class_columns_has_no_label_findings(tmp_
     assert report.ok, report.problems
 
 
+def test_an_unlabelled_release_without_images_is_a_finding_naming_the_manifest(tmp_path):
+    problems = scan_release(load_release(write_unlabelled(tmp_path / "r", n=0))).problems
+    assert {check: [(o.file, o.problem) for o in found] for check, found in problems.items() if found} == {
+        "manifest_files": [("manifest.csv", "lists no images: a release holds at least one")]}
+
+
 def test_a_class_column_in_an_unlabelled_release_is_a_finding_naming_file_and_column(tmp_path):
     root = write_unlabelled(tmp_path / "r", columns={"cardiomegaly": 0, "comment": 1})
     problems = scan_release(load_release(root)).problems

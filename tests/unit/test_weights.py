@@ -98,3 +98,18 @@ def test_xrv_card():
     assert xrv_card("all", "x").training_datasets == [
         "nih-chestxray14", "padchest", "chexpert", "mimic-cxr", "google-nih", "openi", "rsna-pneumonia",
     ]
+
+
+@pytest.mark.parametrize(("key", "value"), [("epochs", 0), ("epochs", -3), ("seed", -1), ("seed", 2**40),
+                                            ("size", 0), ("size", -64), ("size", 4096), ("patience", 0),
+                                            ("epochs", True), ("size", 64.5)])
+def test_reference_training_settings_out_of_range_name_the_key(tmp_path, key, value):
+    """`[model] train = "reference"` settings are checked when release.toml is read, not when training fails."""
+    from synthgate.config.toml import ConfigError, Table
+    from synthgate.models.plan import ReferenceModelSpec
+
+    config = tmp_path / "release.toml"
+    with pytest.raises(ConfigError, match=rf"release.toml.*model\.{key}"):
+        ReferenceModelSpec.from_table(Table({"train": "reference", key: value}, config, "model"))
+    assert ReferenceModelSpec.from_table(Table({"train": "reference", key: 3 if key != "size" else 128}, config,
+                                               "model")).settings.as_dict()[key] == (3 if key != "size" else 128)
