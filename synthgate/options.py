@@ -23,5 +23,9 @@ OPTIONS = (
 
 
 def option(config: pytest.Config, name: str) -> str | None:
-    """Command line first, then the ini file."""
-    return config.getoption(f"synthgate_{name}") or config.getini(f"synthgate_{name}") or None
+    """Command line first, then the ini file. An empty value given on the command line (``--policy=$UNSET``) is
+    an error, never the default: it would silently gate under another policy, or write elsewhere."""
+    given = config.getoption(f"synthgate_{name}")
+    if given is not None and not given.strip() and name != "release":  # an empty --release says how to give one
+        raise pytest.UsageError(f"--{name.replace('_', '-')} was given an empty value: give one, or leave the option out")
+    return given or config.getini(f"synthgate_{name}") or None

@@ -209,6 +209,8 @@ class GateRecorder:
                                    **{colour: True, "bold": True})
         for reason in summary["verdict_reasons"]:
             terminalreporter.write_line(f"  {reason}")
+        for warning in (summary.get("resolution") or {}).get("finding_warnings") or []:
+            terminalreporter.write_line(f"  resolution warning: {warning}", yellow=True)
         not_applicable = (summary.get("policy") or {}).get("not_applicable") or []
         if not_applicable:
             names = ", ".join(dict.fromkeys(entry["criterion"] for entry in not_applicable))

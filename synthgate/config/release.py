@@ -49,6 +49,7 @@ class ClassSpec:
     name: str
     model_output: str
     min_count: int
+    smallest_finding_px: int | None = None  # its smallest finding of interest, in delivered pixels (optional)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,9 @@ def load_release(root: Path | str) -> Release:
 
     about = top.table("release")
     name = about.get("name", str)
+    if not name.strip() or name != name.strip() or any(c in name for c in '/\\:\0') or name.startswith("."):
+        raise about.error("name", f"must be a plain name (reports and the clearance record are named after it: no "
+                                  f"path separator, no leading dot, no surrounding spaces), got {name!r}")
     description = about.get("description", str, "")
     generator = about.get("generator", str)
     source_datasets = tuple(about.get_list("source_datasets", str))
@@ -191,7 +195,10 @@ def _classes(table: Table, labelled: bool = True) -> tuple[ClassSpec, ...]:
         min_count = spec.get("min_count", int, 1 if labelled else 0)
         if min_count < 0:
             raise spec.error("min_count", "must be >= 0")
-        classes.append(ClassSpec(name, spec.get("model_output", str), min_count))
+        smallest = spec.get("smallest_finding_px", int, None)
+        if smallest is not None and smallest <= 0:
+            raise spec.error("smallest_finding_px", f"must be a positive number of pixels, got {smallest}")
+        classes.append(ClassSpec(name, spec.get("model_output", str), min_count, smallest))
         spec.finish()
     if not classes:
         raise table.error("", "declare at least one class, e.g. [classes.\"soft tissue mass\"]")

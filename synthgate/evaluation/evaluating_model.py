@@ -28,7 +28,8 @@ class EvaluatingModel:
         if not table:
             return None
         if "train" in table:
-            plan = ReferenceModelSpec.from_table(Table(table, self.release.config_file, "model"))
+            plan = ReferenceModelSpec.from_table(Table(table, self.release.config_file, "model"),
+                                                 on_gpu=self.device.type == "cuda")
             if plan.data == "source" and self.release.source_images is None:
                 raise ConfigError(self.release.config_file, "model.train", "'source' needs [release] source_images")
             return plan

@@ -2,9 +2,9 @@
 
 A release from an unconditional generator has no labels, so what can be judged of its
 content is what the evaluating model sees in it: per declared class, the share of
-synthetic images the model calls positive (score at or above the decision threshold
-chosen on real validation images, as for the fidelity metrics, never on test), beside
-the same share on real images, with a bootstrap interval of the difference. Each set is
+synthetic images the model calls positive (score at or above a decision threshold: chosen
+on the generator's source images when those are compared with, else on real validation
+images as for the fidelity metrics; never on test), beside the same share on real images, with a bootstrap interval of the difference. Each set is
 resampled on its own, by patient where patients are known and by image otherwise. A
 generator that has lost a finding (it never draws an enlarged heart) shows a synthetic
 share near the model's false-positive rate against the real one. For a labelled release
@@ -104,8 +104,8 @@ def class_prevalence(validation_labels, validation_scores, real_scores, syntheti
     kept = {"real_set": real_set, "declared": declared, "declared_positives": positives}
     y = np.asarray(validation_labels)
     if not (y.any() and not y.all()):
-        return ClassPrevalence(None, problem="the real validation images hold only one class: no threshold can be "
-                                             "chosen", **kept)
+        return ClassPrevalence(None, problem="the images the threshold is chosen on hold only one class: no "
+                                             "threshold can be chosen", **kept)
     if len(real_scores) == 0 or len(synthetic_scores) == 0:
         return ClassPrevalence(None, problem=f"no {real_set} or no synthetic image to score", **kept)
     threshold = choose_threshold(y, validation_scores)
@@ -128,11 +128,17 @@ def comparison_set(evaluation) -> tuple[str, object]:
 
 
 def predicted_prevalence(evaluation) -> dict[str, ClassPrevalence]:
-    """Every declared class of a release evaluation (``ReleaseEvaluation``), in the release's order."""
+    """Every declared class of a release evaluation (``ReleaseEvaluation``), in the release's order.
+
+    The threshold is chosen on the generator's source images when they are what is compared with (they are
+    labelled): a threshold set on another site's images can call nearly every image of the generator's site
+    positive, and a share near 1 on both sides hides a lost finding. Else on the real validation images.
+    """
     index = evaluation.class_outputs()
     splits = evaluation.splits
     real_set, real = comparison_set(evaluation)
-    sets = {"validation": splits["validation"], "real": real, "synthetic": splits["synthetic"], "test": splits["test"]}
+    validation = real if real_set == SOURCE_IMAGES else splits["validation"]
+    sets = {"validation": validation, "real": real, "synthetic": splits["synthetic"], "test": splits["test"]}
     scores = {name: evaluation.embeddings(collection).scores for name, collection in sets.items()}
     synthetic, test = sets["synthetic"], sets["test"]
     stats = evaluation.release.statistics

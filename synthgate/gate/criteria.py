@@ -153,7 +153,8 @@ _ENTRIES = (
            "images", m.duplicate_fraction, (0.0, 0.5), "the same fraction among real images"),
     CriterionSpec("predicted_prevalence_difference", "distribution", "difference between the shares of synthetic and "
                   "of real images the evaluating model calls positive (absolute; real: the generator's source images, "
-                  "else the reference test images; threshold chosen on real validation images)", AT_MOST, True,
+                  "else the reference test images; threshold chosen on the source images, else on real validation "
+                  "images)", AT_MOST, True,
                   m.predicted_prevalence, (0.0, 1.0), needs=("reference", "model"),
                   baseline="the share of real images called positive", on_sound_files=True),
     _limit("no_memorised_training_images", "privacy", "highest pixel similarity of a synthetic image to a generator "

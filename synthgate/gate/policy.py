@@ -120,6 +120,9 @@ def load_policy(path: Path) -> Policy:
     about.finish()
     thresholds = _thresholds(top.table("criteria", {}), path.name, allow_every_class=True)
     unlabelled = _unlabelled_thresholds(top.table("unlabelled", {}), path.name)
+    if not thresholds and not unlabelled:  # an emptied or truncated file would clear on the fixed checks alone
+        raise ConfigError(path, "criteria", "the policy sets no criteria: it must say what a release has to pass "
+                                            f"(start from {DEFAULT_POLICY.name}, synthgate's built-in policy)")
     settings = top.table("settings", {})
     policy = Policy(
         file=path, sha256=sha256_file(path), builtin=path == DEFAULT_POLICY, thresholds=thresholds,

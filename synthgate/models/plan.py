@@ -80,6 +80,9 @@ class ModelSpec:
         return cls(xrv=xrv, checkpoint=as_path("checkpoint"), weights_dir=as_path("weights_dir"))
 
 
+GPU_INPUT_SIZE = 224  # the reference model's input on a GPU when [model] size is not given (torchxrayvision's)
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     size: int = 64
@@ -147,9 +150,12 @@ class ReferenceModelSpec:
     settings: TrainSettings
 
     @classmethod
-    def from_table(cls, table: Table) -> ReferenceModelSpec:
+    def from_table(cls, table: Table, on_gpu: bool = False) -> ReferenceModelSpec:
+        """``size`` defaults to torchxrayvision's native 224 px where a GPU makes training at it affordable, else
+        to 64 px (on a CPU a DenseNet121 runs about 25 times slower at 224 px: bench/results/extraction-cpu.json);
+        the report says which."""
         data = table.get("train", str, choices=TRAIN_DATA)
-        defaults = TrainSettings()
+        defaults = TrainSettings(size=GPU_INPUT_SIZE if on_gpu else TrainSettings.size)
         settings = TrainSettings(
             size=checked_number(table, "size", int, defaults.size, *RANGES["resolution"]),
             epochs=checked_number(table, "epochs", int, defaults.epochs, *RANGES["epochs"]),

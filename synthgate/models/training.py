@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import shutil
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ from synthgate.models.card import (
     seen_images_path,
 )
 from synthgate.models.embedding import ImageFiles, forward_features
+from synthgate.models.errors import ModelLoadError
 from synthgate.models.loading import LoadedModel, build_densenet, load_checkpoint, save_checkpoint
 from synthgate.models.plan import TrainSettings, held_out_split, planned_card, reference_checkpoint, seen_images
 from synthgate.progress import step
@@ -158,16 +161,21 @@ def trained_model(
     """
     checkpoint = reference_checkpoint(collection, outputs, settings, cache_dir)
     with exclusive(checkpoint.parent.with_suffix(".lock")):  # parallel runs train it once
-        if not checkpoint.exists():
-            what = f"training the reference DenseNet121 on {collection.name} ({len(collection)} images, {settings.size} px)"
-            with step(what, total=settings.epochs, unit="epoch") as progress:
-                result = train_densenet(collection, settings, device, on_epoch=progress.advance)
-            checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            seen = save_seen_images(seen_images(collection, settings), seen_images_path(checkpoint))
-            card = dataclasses.replace(
-                planned_card(collection, outputs, settings),
-                validation_metrics={"auroc": result.validation_auroc, "best_epoch": result.best_epoch},
-                seen_images=seen,
-            )
-            save_checkpoint(result.model, card, checkpoint)
+        if checkpoint.exists():
+            try:
+                return load_checkpoint(checkpoint)
+            except ModelLoadError as error:  # synthgate's own cache entry: damaged, it is trained again like any other
+                warnings.warn(f"{checkpoint}: damaged cached model ({error}); removed, trained again", stacklevel=2)
+                shutil.rmtree(checkpoint.parent)
+        what = f"training the reference DenseNet121 on {collection.name} ({len(collection)} images, {settings.size} px)"
+        with step(what, total=settings.epochs, unit="epoch") as progress:
+            result = train_densenet(collection, settings, device, on_epoch=progress.advance)
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        seen = save_seen_images(seen_images(collection, settings), seen_images_path(checkpoint))
+        card = dataclasses.replace(
+            planned_card(collection, outputs, settings),
+            validation_metrics={"auroc": result.validation_auroc, "best_epoch": result.best_epoch},
+            seen_images=seen,
+        )
+        save_checkpoint(result.model, card, checkpoint)
     return load_checkpoint(checkpoint)

@@ -48,6 +48,7 @@ def gather(gate) -> dict:
         data["model_card"] = dataclasses.asdict(evaluation.model_card)
     if data.get("model_card"):
         data["resolution"]["model_input"] = data["model_card"]["input_size"]
+        data["resolution"]["finding_warnings"] = finding_warnings(evaluation.release, data["model_card"]["input_size"])
     if computed("reference_roles") and data.get("model_card"):
         data["model_card"]["reference_roles"] = evaluation.reference_roles.backbone
     if computed("pretrained"):
@@ -131,6 +132,21 @@ def _identity(evaluation, places: Places) -> dict:
         "evaluated_images": evaluation.evaluated_counts(),
         "utility_overrides": evaluation.options.utility_overrides,
     }
+
+
+# DenseNet121's stem (a stride-2 convolution, then a stride-2 pooling): a finding smaller than this many input
+# pixels falls within one cell of its first feature map.
+MIN_FINDING_INPUT_PX = 4
+
+
+def finding_warnings(release, model_input: int) -> list[str]:
+    """Classes whose smallest finding of interest (``smallest_finding_px``, as delivered) spans fewer than
+    ``MIN_FINDING_INPUT_PX`` pixels at the evaluating model's input: its checks may not see that finding at all."""
+    scale = model_input / max(release.images.width, release.images.height)
+    return [f"{c.name}: its smallest finding of interest ({c.smallest_finding_px} px as delivered) spans "
+            f"{c.smallest_finding_px * scale:.1f} px at the evaluating model's {model_input} px input, below the "
+            f"{MIN_FINDING_INPUT_PX} px its first layers resolve: evaluate with a larger model input"
+            for c in release.classes if c.smallest_finding_px and c.smallest_finding_px * scale < MIN_FINDING_INPUT_PX]
 
 
 def _resolution(evaluation) -> dict:

@@ -1,7 +1,8 @@
 """The report's predicted-prevalence block: gathered as plain data, then formatted for the template.
 
 Per class: the share of synthetic images and of real test images the evaluating model
-calls positive at the threshold chosen on real validation images, the difference with its
+calls positive at the threshold chosen on the generator's source images (else on real
+validation images), the difference with its
 interval, the share labelled positive where the release is labelled, and the score
 histograms (real test vs synthetic) the figure is drawn from. Nothing here computes a
 statistic; :mod:`synthgate.evaluation.prevalence` does.

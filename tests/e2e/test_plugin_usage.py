@@ -75,3 +75,12 @@ def test_outputs_that_would_replace_what_they_must_not_are_refused_before_any_ch
     result = run_gate(str(release), f"--policy={policy}", f"--junitxml={same}", f"--clearance={same}")
     assert result.returncode == 4 and "is also where --junitxml goes" in result.output, result.output
     assert (release / "manifest.csv").read_text().startswith("path")  # nothing was written over it
+
+
+def test_an_empty_option_value_is_an_error_not_the_default(run_gate, tmp_path):
+    """`--policy=$POLICY` with the variable unset must not gate under another policy."""
+    release = write_handmade_release(tmp_path / "handmade")
+    for flag in ("--policy=", "--clearance=", "--synthgate-cache= "):
+        result = run_gate(str(release), flag)
+        assert result.returncode == 4, (flag, result.output)
+        assert f"{flag.split('=')[0]} was given an empty value" in result.output, result.output

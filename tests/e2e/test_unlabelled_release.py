@@ -68,3 +68,29 @@ def test_the_report_has_no_label_tables_and_shows_the_predicted_prevalence(unlab
     assert all(name in table for name in CLASSES) and "labelled positive" not in table
     assert "real reference test: called positive" in table
     assert summary["tables"]["prevalence"]["cardiomegaly"]["histogram"]["synthetic"]
+
+
+def test_a_lost_finding_is_blocked_when_its_labels_are_dropped(run_gate, gate_cache, tmp_path):
+    """defect-finding-missing (a third of the mass images drawn without the mass) delivered without labels: the
+    predicted prevalence must see what the fidelity checks saw. At a threshold set on another site's images the
+    model called a mass in 99% of both sets and the release was cleared; at the source images' threshold it is not."""
+    import shutil
+
+    from synthgate.demo.world import POLICY_FILE, build_world
+
+    world = build_world(gate_cache)
+    for part in ("source", "reference", "releases/defect-finding-missing"):
+        shutil.copytree(world / part, tmp_path / part, symlinks=True)
+    release = tmp_path / "releases" / "defect-finding-missing"
+    config = release / "release.toml"
+    text = re.sub(r"(?m)^min_count = .*\n", "", config.read_text())
+    config.write_text(text.replace("[release]\n", "[release]\nlabelled = false\n", 1))
+    rows = [line.split(",") for line in (release / "manifest.csv").read_text().splitlines()]
+    keep = [k for k, column in enumerate(rows[0]) if column not in CLASSES]
+    (release / "manifest.csv").write_text("\n".join(",".join(row[k] for k in keep) for row in rows) + "\n")
+
+    result = run_gate(str(release), f"--policy={POLICY_FILE}")
+    assert result.returncode == 1 and result.summary["verdict"] == "blocked", result.output
+    assert result.failed_checks() == {"predicted_prevalence_difference"}, result.output
+    failed = [c for c in result.summary["criteria"] if c["outcome"] == "failed"]
+    assert [c["class"] for c in failed] == ["soft tissue mass"], failed

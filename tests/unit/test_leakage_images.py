@@ -498,6 +498,12 @@ def test_a_model_trained_here_leaves_its_image_list_beside_its_checkpoint(world,
     assert loaded.card.seen_images["file"] == seen_images_path(checkpoint).name
     assert loaded.card.load_seen_images(card_path(checkpoint)) == seen_images(train, TrainSettings())
 
+    # a damaged copy in synthgate's own cache is trained again, with a warning, never a crash later on
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    with pytest.warns(UserWarning, match="damaged cached model"):
+        again = training.trained_model(train, ("Mass",), TrainSettings(), world / "cache", "cpu")
+    assert again.card.seen_images == loaded.card.seen_images and checkpoint.stat().st_size > 1000
+
     # the same checkpoint brought in by path: its images are compared, and are the reference train split
     configure(world, model=f'checkpoint = "{checkpoint}"')
     reencode(world / "train" / "images/r002.png", world / "release" / "images/seen.png")

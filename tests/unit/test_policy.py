@@ -175,3 +175,13 @@ def test_the_policy_sets_the_resolution_copies_are_compared_at(tmp_path):
     release = _release(tmp_path)
     assert apply(policy, release, requirements(policy, release), {}).privacy.resolution == 256
     assert apply(load_policy(DEFAULT_POLICY), release, [], {}).privacy.resolution == 128  # the default: at least 128 px
+
+
+@pytest.mark.parametrize("text", ["", "[policy]\nname = \"truncated\"\n", "[criteria]\n"])
+def test_a_policy_that_sets_no_criteria_is_refused(tmp_path, text):
+    """An emptied or truncated policy file would clear releases on the fixed checks alone."""
+    path = tmp_path / "gate-policy.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="sets no criteria") as caught:
+        load_policy(path)
+    assert str(path) in str(caught.value)

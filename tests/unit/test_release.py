@@ -46,6 +46,10 @@ def test_loads_the_documented_format(release_dir):
         ("width = 64", "width = 0", "images.width", "positive integer"),
         ('source_datasets = ["phantom-site-a"]', "source_datasets = []", "release.source_datasets", "generator learned from"),
         ('model_output = "Mass"\n', "", "classes.soft tissue mass.model_output", "required key is missing"),
+        ('name = "handmade"', 'name = "../../elsewhere"', "release.name", "must be a plain name"),
+        ('name = "handmade"', 'name = "/tmp/april"', "release.name", "must be a plain name"),
+        ('name = "handmade"', 'name = ".hidden"', "release.name", "must be a plain name"),
+        ('name = "handmade"', 'name = " "', "release.name", "must be a plain name"),
     ],
 )
 def test_config_errors_name_file_and_key(release_dir, old, new, key, words):

@@ -49,3 +49,23 @@ def test_a_smaller_image_is_interpolated_up(tmp_path):
     path = tmp_path / "small.png"
     Image.fromarray(np.full((32, 32), 128, np.uint8)).save(path)
     assert load_xrv(path, 64).shape == (1, 64, 64)
+
+
+def test_a_finding_too_small_for_the_model_input_is_warned_about(tmp_path):
+    """A 24 px mass in a 512 px release spans 3 px at a 64 px input (warned), 10.5 px at 224 px (fine)."""
+    from synthgate.config.release import load_release
+    from synthgate.config.toml import ConfigError
+    from synthgate.reporting.gather import finding_warnings
+    from tests.conftest import write_handmade_release
+
+    release_dir = write_handmade_release(tmp_path / "handmade")
+    config = release_dir / "release.toml"
+    config.write_text(config.read_text().replace("width = 64\nheight = 64", "width = 512\nheight = 512")
+                      .replace("min_count = 3\n", "min_count = 3\nsmallest_finding_px = 24\n"))
+    release = load_release(release_dir)
+    (warning,) = finding_warnings(release, 64)
+    assert warning.startswith("soft tissue mass:") and "24 px as delivered" in warning and "3.0 px" in warning
+    assert finding_warnings(release, 224) == []
+    config.write_text(config.read_text().replace("smallest_finding_px = 24", "smallest_finding_px = 0"))
+    with pytest.raises(ConfigError, match="smallest_finding_px"):
+        load_release(release_dir)

@@ -113,3 +113,15 @@ def test_reference_training_settings_out_of_range_name_the_key(tmp_path, key, va
         ReferenceModelSpec.from_table(Table({"train": "reference", key: value}, config, "model"))
     assert ReferenceModelSpec.from_table(Table({"train": "reference", key: 3 if key != "size" else 128}, config,
                                                "model")).settings.as_dict()[key] == (3 if key != "size" else 128)
+
+
+def test_the_reference_model_defaults_to_its_native_224_px_on_a_gpu_and_64_px_on_a_cpu(tmp_path):
+    from synthgate.config.toml import Table
+    from synthgate.models.plan import ReferenceModelSpec
+
+    def size(table, on_gpu):
+        return ReferenceModelSpec.from_table(Table(table, tmp_path / "release.toml", "model"), on_gpu).settings.size
+
+    assert size({"train": "reference"}, on_gpu=True) == 224
+    assert size({"train": "reference"}, on_gpu=False) == 64
+    assert size({"train": "reference", "size": 128}, on_gpu=True) == 128  # a declared size is kept
