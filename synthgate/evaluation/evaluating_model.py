@@ -28,8 +28,9 @@ class EvaluatingModel:
         if not table:
             return None
         if "train" in table:
-            plan = ReferenceModelSpec.from_table(Table(table, self.release.config_file, "model"),
-                                                 on_gpu=self.device.type == "cuda")
+            # the device is asked only when it decides the size: asking imports torch, which a warm run never needs
+            on_gpu = "size" not in table and self.device.type == "cuda"
+            plan = ReferenceModelSpec.from_table(Table(table, self.release.config_file, "model"), on_gpu=on_gpu)
             if plan.data == "source" and self.release.source_images is None:
                 raise ConfigError(self.release.config_file, "model.train", "'source' needs [release] source_images")
             return plan
