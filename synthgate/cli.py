@@ -81,8 +81,7 @@ def _release_folder(name: str, releases_dir: str | None, cache: str | None) -> P
 
 
 # pytest options `synthgate gate` sets: passed again they would gate another release or move the verdict it reads.
-SET_BY_GATE = ("--release", "--gate-summary", "--html", "--junitxml", "--rootdir", "--pyargs", "--synthgate-cache",
-               "--releases-dir", "--policy", "--clearance")
+SET_BY_GATE = ("--release", "--gate-summary", "--html", "--junitxml", "--rootdir", "--pyargs", "--synthgate-cache")
 
 
 def cmd_gate(args: argparse.Namespace, pytest_args: list[str]) -> int:

@@ -140,9 +140,7 @@ class GateRecorder:
         parts = [output["data"] for output in self.worker_outputs if output["data"]]
         data = merge(parts) if parts else gather(gate)
         stem = _output_stem(self.config)
-        named = {"summary": option(self.config, "gate_summary"), "html": self.config.getoption("htmlpath", None),
-                 "junitxml": self.config.getoption("xmlpath", None)}
-        artifacts = {key: str(path) for key, path in named.items() if path} | artifact_paths(stem, data)
+        artifacts = {key: str(path) for key, path in self._named_outputs().items() if path} | artifact_paths(stem, data)
         narrowed = self._narrowed(exitstatus)
         required = [r.key for r in gate.requirements]
         summary = build_summary(data, list(self.criteria.values()), required, narrowed, artifacts)
@@ -189,11 +187,15 @@ class GateRecorder:
             return Path(f"{stem}.clearance.json")
         return self.config.invocation_params.dir / "reports" / f"{release_name}.clearance.json"
 
+    def _named_outputs(self) -> dict[str, str | None]:
+        """The outputs named on the command line or in the ini file: the summary, the HTML report, JUnit XML."""
+        return {"summary": option(self.config, "gate_summary"), "html": self.config.getoption("htmlpath", None),
+                "junitxml": self.config.getoption("xmlpath", None)}
+
     def _outputs(self, release_name: str) -> dict[str, Path]:
-        """The files this run will write, by what they are."""
-        named = {"--gate-summary": option(self.config, "gate_summary"), "--html": self.config.getoption("htmlpath", None),
-                 "--junitxml": self.config.getoption("xmlpath", None)}
-        return {flag: Path(path) for flag, path in named.items() if path} | {
+        """The files this run will write, by the option that names them."""
+        flags = {"summary": "--gate-summary", "html": "--html", "junitxml": "--junitxml"}
+        return {flags[key]: Path(path) for key, path in self._named_outputs().items() if path} | {
             "the clearance record": self._clearance_path(_output_stem(self.config), release_name)}
 
     def pytest_terminal_summary(self, terminalreporter) -> None:

@@ -139,7 +139,9 @@ def predicted_prevalence(evaluation) -> dict[str, ClassPrevalence]:
     real_set, real = comparison_set(evaluation)
     validation = real if real_set == SOURCE_IMAGES else splits["validation"]
     sets = {"validation": validation, "real": real, "synthetic": splits["synthetic"], "test": splits["test"]}
-    scores = {name: evaluation.embeddings(collection).scores for name, collection in sets.items()}
+    # read once per collection: the source images are also the threshold's set, the reference test also "real"
+    by_collection = {id(c): evaluation.embeddings(c).scores for c in sets.values()}
+    scores = {name: by_collection[id(collection)] for name, collection in sets.items()}
     synthetic, test = sets["synthetic"], sets["test"]
     stats = evaluation.release.statistics
     beside = real_set != REFERENCE_TEST
